@@ -1,0 +1,5 @@
+"""``python -m xraykit``: the CLI (and what ``torchrun -m xraykit`` launches)."""
+
+from .cli import main
+
+main()

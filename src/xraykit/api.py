@@ -1,0 +1,492 @@
+"""The public Python API: everything the CLI does, callable from a notebook.
+
+Each function is a thin layer over the registries (backbones, strategies, explainers,
+datasets), the training loop and the figures; the CLI is a thin layer over these.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from . import figures, plugins
+from .data.images import load_image
+from .data.splits import patient_split
+from .data.synthetic import synthesize, synthetic_splits
+from .errors import XrayError
+from .interfaces import Backbone, XrayData
+from .io import write_json
+from .metrics import compute_metrics
+from .progress import QuietCallbacks, RichCallbacks, console
+from .runs import Run
+from .training import RECIPES, Callbacks, TrainConfig, fit, predict_proba, resolve_device, to_input
+from .weights import load_weights
+
+DataLike = Union[str, Path, dict]
+MIN_VAL_IMAGES = 100
+
+
+# ----------------------------------------------------------------------------- registries
+
+
+def list_backbones() -> list[str]:
+    return sorted(plugins.entries("backbone"))
+
+
+def list_strategies() -> list[str]:
+    return sorted(plugins.entries("strategy"))
+
+
+def list_explainers() -> list[str]:
+    return sorted(plugins.entries("explainer"))
+
+
+def list_datasets() -> list[str]:
+    return sorted(plugins.entries("dataset"))
+
+
+def create_backbone(name: str = "resnet18", num_classes: int = 2, weights: Optional[str] = None) -> nn.Module:
+    """A fresh model of a registered backbone, optionally starting from ``weights``.
+
+    >>> model = create_backbone("resnet18", num_classes=2)
+    >>> model(torch.zeros(1, 1, 64, 64)).shape
+    torch.Size([1, 2])
+    """
+    backbone = plugins.get("backbone", name)
+    model = backbone.build(num_classes)
+    load_weights(model, backbone, weights)
+    return model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts."""
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_data(data: DataLike, image_size: int = 224, skip_bad: bool = False, on_skip=None) -> dict[str, XrayData]:
+    """The splits at ``data``: a folder, an ``.npz`` file, ``synthetic[:options]``, or splits already loaded."""
+    if isinstance(data, dict):
+        return data
+    location = str(data)
+    for entry in plugins.entries("dataset").values():
+        if entry.obj.can_load(location):
+            return entry.obj.load(location, image_size=image_size, skip_bad=skip_bad, on_skip=on_skip)
+    known = ", ".join(sorted(plugins.entries("dataset")))
+    raise XrayError(f"{location}: no such folder, and no dataset plugin reads it (dataset sources: {known})")
+
+
+def choose_validation(splits: dict[str, XrayData], val_from_train: Optional[float], seed: int) -> tuple[XrayData, XrayData, str]:
+    """``(train, val, how)``: the official val split if it is big enough, else one carved by patient."""
+    if "train" not in splits:
+        raise XrayError("the data has no train split (expected DATA/train/{NORMAL,PNEUMONIA})")
+    train = splits["train"]
+    val = splits.get("val")
+    if val_from_train is None and val is not None and len(val) >= MIN_VAL_IMAGES:
+        return train, val, f"validation: the data's own val split ({len(val)} images)"
+    fraction = val_from_train if val_from_train is not None else 0.1
+    train_idx, val_idx = patient_split(train, fraction, seed)
+    why = "" if val_from_train is not None else (
+        f" because val/ has {len(val)} images (fewer than {MIN_VAL_IMAGES})" if val is not None else " because there is no val/")
+    how = (f"validation: {len(val_idx)} images ({fraction:.0%}) carved from train by patient{why}; "
+           f"{len(train_idx)} remain for training")
+    return train.subset(train_idx), train.subset(val_idx), how
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _versions() -> dict:
+    import captum
+    import torchvision
+
+    from . import __version__
+
+    # str(): torch.__version__ is a str subclass that a weights-only checkpoint load would refuse.
+    return {"xraykit": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "captum": str(captum.__version__), "python": platform.python_version()}
+
+
+def _callbacks(label: str, quiet: bool, callbacks: Optional[Callbacks]) -> Callbacks:
+    if callbacks is not None:
+        return callbacks
+    return QuietCallbacks() if quiet else RichCallbacks(label)
+
+
+def train(
+    data: DataLike = "synthetic",
+    task: str = "scratch",
+    *,
+    backbone: str = "resnet18",
+    weights: Optional[str] = None,
+    epochs: int = 10,
+    lr: Optional[float] = None,
+    batch_size: int = 32,
+    image_size: int = 224,
+    seed: int = 0,
+    device: str = "auto",
+    recipe: str = "report",
+    out: Optional[Union[str, Path]] = None,
+    val_from_train: Optional[float] = None,
+    class_weights: Optional[str] = None,
+    balanced_sampler: Optional[bool] = None,
+    augment: Optional[bool] = None,
+    schedule: Optional[str] = None,
+    select: Optional[str] = None,
+    feature_cache: bool = True,
+    skip_bad: bool = False,
+    quiet: bool = False,
+    callbacks: Optional[Callbacks] = None,
+) -> Run:
+    """Train ``task`` (a strategy: ``scratch`` or ``finetune``) on ``data``; returns the run.
+
+    Defaults are the report's recipe: ResNet-18, ``fc`` -> 2 classes, Adam, batch 32,
+    10 epochs, lr and starting weights from the strategy. ``recipe="strong"`` adds
+    augmentation, class weights, a cosine schedule and best-validation selection; any
+    keyword given explicitly wins over the recipe.
+    """
+    strategy = plugins.get("strategy", task)
+    bb = plugins.get("backbone", backbone)
+    if recipe not in RECIPES:
+        raise XrayError(f"Unknown recipe '{recipe}'. Known: {', '.join(RECIPES)}")
+    if epochs < 1 or batch_size < 1 or image_size < 16:
+        raise XrayError("epochs and batch size must be at least 1, image size at least 16")
+    chosen = dict(RECIPES[recipe])
+    for key, value in dict(class_weights=class_weights, balanced_sampler=balanced_sampler, augment=augment,
+                           schedule=schedule, select=select).items():
+        if value is not None:
+            chosen[key] = value
+    cb = _callbacks(task, quiet, callbacks)
+
+    skipped: list[str] = []
+    on_skip = lambda msg: (skipped.append(msg), cb.message(f"skipped {msg}"))  # noqa: E731
+    splits = load_data(data, image_size, skip_bad, on_skip)
+    train_data, val_data, how = choose_validation(splits, val_from_train, seed)
+    cb.message(how)
+
+    run_dir = Path(out) if out is not None else Path("runs") / f"{task}-{datetime.now():%Y%m%d-%H%M%S}"
+    if (run_dir / "config.json").exists():
+        raise XrayError(f"{run_dir}: already holds a run; pick another --out, or continue it with --resume {run_dir}")
+
+    config = TrainConfig(
+        data=str(data) if not isinstance(data, dict) else "in-memory",
+        task=task, backbone=backbone, weights=weights if weights is not None else strategy.weights,
+        epochs=epochs, lr=lr if lr is not None else strategy.lr, batch_size=batch_size, image_size=image_size,
+        seed=seed, device=device, recipe=recipe, feature_cache=feature_cache, val_from_train=val_from_train,
+        num_classes=len(train_data.classes), classes=list(train_data.classes), **chosen,
+    )
+    torch.manual_seed(seed)
+    model = bb.build(config.num_classes)
+    loaded = load_weights(model, bb, config.weights)
+    if loaded:
+        cb.message(f"starting from {loaded}")
+    strategy.freeze(model, bb)
+    trainable, total = count_parameters(model)
+    config.extra = {
+        "validation": how, "weights_loaded": loaded or "random initialisation",
+        "train_images": len(train_data), "val_images": len(val_data),
+        "train_class_counts": train_data.class_counts(), "val_class_counts": val_data.class_counts(),
+        "trainable_parameters": trainable, "total_parameters": total,
+        "skipped_files": skipped, "versions": _versions(), "notes": [],
+    }
+    write_json(run_dir / "config.json", config.to_dict())
+    return _fit_and_plot(model, bb, strategy, train_data, val_data, config, run_dir, cb, resume=None)
+
+
+def _fit_and_plot(model, bb, strategy, train_data, val_data, config, run_dir, cb, resume) -> Run:
+    try:
+        history = fit(model, bb, strategy, train_data, val_data, config, run_dir, cb, resume=resume)
+    except KeyboardInterrupt:
+        done = Run(run_dir).history
+        console.print(f"\nStopped. {len(done)} epoch(s) saved in {run_dir}; continue with "
+                      f"`xraykit train --resume {run_dir}`.")
+        raise
+    figures.loss_curves({f"{config.task} ({config.backbone})": history}, run_dir / "loss_curves.png")
+    return Run(run_dir)
+
+
+def resume(run: Union[str, Path, Run], *, epochs: Optional[int] = None, quiet: bool = False,
+           callbacks: Optional[Callbacks] = None, data: Optional[DataLike] = None) -> Run:
+    """Continue a run from its last checkpoint (same data, split and seed); ``epochs`` may extend it."""
+    run = run if isinstance(run, Run) else Run(run)
+    config = run.config
+    if epochs is not None:
+        config.epochs = epochs
+    if data is None:
+        if config.data == "in-memory":
+            raise XrayError(f"{run.path}: trained on in-memory data; pass data= to resume it")
+        data = config.data
+    state = run.load_checkpoint("last")
+    cb = _callbacks(config.task, quiet, callbacks)
+    splits = load_data(data, config.image_size, skip_bad=bool(config.extra.get("skipped_files")))
+    train_data, val_data, _ = choose_validation(splits, config.val_from_train, config.seed)
+    if state["epoch"] >= config.epochs:
+        cb.message(f"{run.path} already finished {state['epoch']} of {config.epochs} epochs")
+        return run
+    cb.message(f"resuming {run.path} after epoch {state['epoch']} of {config.epochs}")
+    bb, strategy = plugins.get("backbone", config.backbone), plugins.get("strategy", config.task)
+    model = bb.build(config.num_classes)
+    write_json(run.path / "config.json", config.to_dict())
+    return _fit_and_plot(model, bb, strategy, train_data, val_data, config, run.path, cb, resume=state)
+
+
+# ----------------------------------------------------------------------------- evaluate, predict, explain
+
+
+def _as_run(run) -> Run:
+    return run if isinstance(run, Run) else Run(run)
+
+
+def _test_split(splits: dict[str, XrayData], where) -> XrayData:
+    if "test" not in splits:
+        raise XrayError(f"{where}: no test split (expected {where}/test/{{NORMAL,PNEUMONIA}}, or pass the test folder itself)")
+    return splits["test"]
+
+
+def _check_classes(run: Run, data: XrayData, where) -> None:
+    if tuple(data.classes) != run.classes:
+        raise XrayError(f"{where}: classes {', '.join(data.classes)} differ from the run's {', '.join(run.classes)}")
+
+
+def explain_maps(model: nn.Module, backbone: Backbone, images: torch.Tensor, targets: torch.Tensor,
+                 method: str = "cam", batch_size: int = 16, **options) -> torch.Tensor:
+    """Attribution maps ``(N, H, W)`` of ``uint8`` images for ``targets``, by a registered explainer."""
+    explainer = plugins.get("explainer", method)
+    was_training = model.training
+    model.eval()
+    try:
+        maps = [explainer.attribute(model, to_input(images[s : s + batch_size], backbone).requires_grad_(),
+                                    targets[s : s + batch_size], backbone, **options)
+                for s in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(maps) if maps else torch.empty(0, *images.shape[-2:])
+
+
+def evaluate(run, data: DataLike, *, which: Optional[str] = None, out: Optional[Union[str, Path]] = None,
+             device: str = "auto", skip_bad: bool = False, cam: bool = True, quiet: bool = False) -> dict:
+    """Test metrics of a run on ``data``'s test split; writes ``metrics.json`` and figures."""
+    run = _as_run(run)
+    out_dir = Path(out) if out is not None else run.path
+    test = _test_split(load_data(data, run.config.image_size, skip_bad), data)
+    _check_classes(run, test, data)
+    model, bb = run.load_model(which), run.backbone
+    probs = predict_proba(model, test.images, bb, device=resolve_device(device))
+    metrics = compute_metrics(probs, test.labels, run.classes)
+    metrics.update({"run": str(run.path), "data": str(data) if not isinstance(data, dict) else "in-memory",
+                    "checkpoint": run.checkpoint_path(which).name})
+    write_json(out_dir / "metrics.json", metrics)
+    figures.confusion_matrix(metrics["confusion_matrix"], run.classes, out_dir / "confusion_matrix.png")
+
+    wrong = _misclassified(probs, test.labels)
+    figures.image_grid(test.images[wrong], _titles(probs, test.labels, wrong, run.classes),
+                       out_dir / "misclassified.png", suptitle=f"Misclassified: {len(wrong)} of {len(test)}",
+                       empty_text="No misclassified images")
+    if cam and run.backbone.cam_layer is not None and len(wrong):
+        shown = wrong[:12]
+        maps = explain_maps(model, bb, test.images[shown], probs[shown].argmax(1))
+        figures.overlay_pairs(test.images[shown], maps, _titles(probs, test.labels, shown, run.classes),
+                              out_dir / "misclassified_cam.png", suptitle="What the model looked at when it was wrong",
+                              masks=None if test.masks is None else test.masks[shown])
+    return metrics
+
+
+def _misclassified(probs: torch.Tensor, labels: torch.Tensor, limit: int = 24) -> torch.Tensor:
+    """Indices of wrong predictions, the most confident mistakes first."""
+    preds = probs.argmax(1)
+    wrong = (preds != labels).nonzero().flatten()
+    confidence = probs[wrong, preds[wrong]]
+    return wrong[confidence.argsort(descending=True)][:limit]
+
+
+def _titles(probs, labels, index, classes) -> list[str]:
+    preds = probs.argmax(1)
+    return [f"true {classes[labels[i]]}\npred {classes[preds[i]]} ({probs[i, preds[i]]:.2f})" for i in index.tolist()]
+
+
+def predict(run, images: Sequence[Union[str, Path]], *, which: Optional[str] = None, device: str = "auto") -> list[dict]:
+    """Label and probabilities for each image file."""
+    run = _as_run(run)
+    if not images:
+        raise XrayError("no images given")
+    batch = torch.stack([load_image(p, run.config.image_size) for p in images])
+    probs = predict_proba(run.load_model(which), batch, run.backbone, device=resolve_device(device))
+    results = []
+    for path, p in zip(images, probs):
+        k = int(p.argmax())
+        results.append({"path": str(path), "label": run.classes[k], "probability": float(p[k]),
+                        "probabilities": dict(zip(run.classes, map(float, p)))})
+    return results
+
+
+def explain(run, images: Sequence[Union[str, Path]], *, method: str = "cam", target: str = "predicted",
+            out: Optional[Union[str, Path]] = None, which: Optional[str] = None, **options) -> list[Path]:
+    """For each image, the original beside its attribution overlay; returns the PNG paths.
+
+    ``target`` is a class name or ``predicted``. The true label is shown when the image
+    sits in a folder named after a class (``.../PNEUMONIA/x.jpeg``).
+    """
+    run = _as_run(run)
+    if not images:
+        raise XrayError("no images given")
+    if target != "predicted" and target not in run.classes:
+        raise XrayError(f"Unknown target '{target}'. Known: predicted, {', '.join(run.classes)}")
+    model, bb = run.load_model(which), run.backbone
+    batch = torch.stack([load_image(p, run.config.image_size) for p in images])
+    probs = predict_proba(model, batch, bb)
+    preds = probs.argmax(1)
+    targets = preds if target == "predicted" else torch.full_like(preds, run.classes.index(target))
+    maps = explain_maps(model, bb, batch, targets, method, **options)
+    out_dir = Path(out) if out is not None else run.path / "explain"
+    written = []
+    for i, path in enumerate(map(Path, images)):
+        truth = path.parent.name if path.parent.name in run.classes else "unknown"
+        title = (f"{path.name}\ntrue {truth}, predicted {run.classes[preds[i]]} ({probs[i, preds[i]]:.2f})\n"
+                 f"{method} for {run.classes[targets[i]]}")
+        dst = out_dir / f"{path.stem}_{method}.png"
+        figures.overlay_pairs(batch[i : i + 1], maps[i : i + 1], [title], dst)
+        written.append(dst)
+    return written
+
+
+# ----------------------------------------------------------------------------- synth, compare, demo
+
+
+def synth(out: Union[str, Path], n: int = 200, size: int = 224, seed: int = 0, lesion_contrast: float = 0.35) -> Path:
+    """Write synthetic X-rays in the Kaggle layout, lesion masks beside them in ``OUT/masks/``.
+
+    ``n`` training images and ``n // 4`` each for ``val`` and ``test``.
+    """
+    from PIL import Image
+
+    from .io import atomic_path
+
+    out = Path(out)
+    splits = synthetic_splits(n, size, seed, lesion_contrast)
+    for split, data in splits.items():
+        for i in range(len(data)):
+            cls = data.classes[data.labels[i]]
+            name = f"{data.patients[i]}.png"
+            for folder, pixels in ((out / split / cls, data.images[i, 0]), (out / "masks" / split / cls, data.masks[i].to(torch.uint8) * 255)):
+                folder.mkdir(parents=True, exist_ok=True)
+                with atomic_path(folder / name) as tmp:
+                    Image.fromarray(pixels.numpy(), mode="L").save(tmp, format="PNG")
+    return out
+
+
+def _demo_weights(first_run: Run, cb: Callbacks, notes: list[str], backbone: str) -> str:
+    """ImageNet weights when they can be had; offline, the demo's own Task 1.1 checkpoint, said aloud."""
+    from .errors import WeightsUnavailableError
+
+    bb = plugins.get("backbone", backbone)
+    try:
+        bb.pretrained["imagenet"]()
+        return "imagenet"
+    except (WeightsUnavailableError, KeyError) as exc:
+        fallback = str(first_run.path / "checkpoints" / "last.pt")
+        note = (f"ImageNet weights unavailable ({str(exc).split('(')[0].strip()}): Task 1.2 fine-tunes from the "
+                f"demo's own Task 1.1 checkpoint instead ({fallback}). Place the ImageNet file in torch's cache "
+                f"or pass --weights to use them.")
+        cb.message(f"[yellow]{note}[/]")
+        notes.append(note)
+        return fallback
+
+
+def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone: str = "resnet18", epochs: int = 10,
+            batch_size: int = 32, image_size: int = 224, seed: int = 0, device: str = "auto", recipe: str = "report",
+            finetune_weights: Optional[str] = None, val_from_train: Optional[float] = None, quiet: bool = False,
+            title: str = "Task 1.1 (from scratch) vs Task 1.2 (fine-tuning)", _demo: bool = False) -> dict:
+    """Both tasks on the same data and split, evaluated on its test split, in one teaching page."""
+    from .report import write_report
+
+    out = Path(out)
+    splits = load_data(data, image_size)
+    _test_split(splits, data)
+    common = dict(backbone=backbone, epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed,
+                  device=device, recipe=recipe, val_from_train=val_from_train, quiet=quiet)
+    notes: list[str] = []
+    runs: dict[str, Run] = {}
+    runs["Task 1.1: scratch"] = train(splits, "scratch", out=out / "task1.1-scratch", **common)
+    weights = finetune_weights
+    if weights is None and _demo:
+        weights = _demo_weights(runs["Task 1.1: scratch"], _callbacks("finetune", quiet, None), notes, backbone)
+    runs["Task 1.2: finetune"] = train(splits, "finetune", weights=weights, out=out / "task1.2-finetune", **common)
+
+    results = {}
+    for label, run in runs.items():
+        metrics = evaluate(run, splits, quiet=quiet)
+        history = run.history
+        metrics["trainable_parameters"] = run.config.extra["trainable_parameters"]
+        metrics["total_parameters"] = run.config.extra["total_parameters"]
+        metrics["seconds_per_epoch"] = sum(h["seconds"] for h in history) / len(history)
+        metrics["weights"] = run.config.extra["weights_loaded"]
+        results[label] = metrics
+    figures.loss_curves({label: run.history for label, run in runs.items()}, out / "loss_curves.png")
+    _side_by_side_misclassified(runs, splits["test"], out / "misclassified.png")
+    figure_list = [("Train and validation loss per epoch", "loss_curves.png"),
+                   ("Misclassified test images", "misclassified.png")]
+    if all(run.backbone.cam_layer for run in runs.values()):
+        _cam_figure(runs, splits["test"], out / "cam.png")
+        figure_list.append(("Class Activation Maps (Captum LayerGradCam), a NORMAL and a PNEUMONIA test image", "cam.png"))
+    summary = {"data": str(data) if not isinstance(data, dict) else "in-memory", "notes": notes,
+               "validation": runs["Task 1.1: scratch"].config.extra["validation"], "tasks": results}
+    write_json(out / "metrics.json", summary)
+    write_report(out / "report.md", title, runs, results, notes, figure_list)
+    return summary
+
+
+def _side_by_side_misclassified(runs: dict[str, Run], test: XrayData, path: Path) -> None:
+    images, titles = [], []
+    for label, run in runs.items():
+        probs = predict_proba(run.load_model(), test.images, run.backbone)
+        wrong = _misclassified(probs, test.labels, limit=12)
+        images.append(test.images[wrong])
+        titles += [f"{label.split(':')[0]}\n{t}" for t in _titles(probs, test.labels, wrong, run.classes)]
+    figures.image_grid(torch.cat(images), titles, path, suptitle="Misclassified test images (most confident first)",
+                       empty_text="No misclassified images")
+
+
+def _cam_figure(runs: dict[str, Run], test: XrayData, path: Path) -> None:
+    """A NORMAL and a PNEUMONIA test image (the first of each) explained by each task's model."""
+    picks = [int((test.labels == c).nonzero()[0]) for c in range(len(test.classes)) if (test.labels == c).any()]
+    idx = torch.tensor(picks)
+    all_images, all_maps, titles, masks = [], [], [], []
+    for label, run in runs.items():
+        model = run.load_model()
+        probs = predict_proba(model, test.images[idx], run.backbone)
+        preds = probs.argmax(1)
+        all_maps.append(explain_maps(model, run.backbone, test.images[idx], preds))
+        all_images.append(test.images[idx])
+        titles += [f"{label}\ntrue {test.classes[test.labels[i]]}, pred {test.classes[p]} ({probs[j, p]:.2f})"
+                   for j, (i, p) in enumerate(zip(picks, preds.tolist()))]
+        if test.masks is not None:
+            masks.append(test.masks[idx])
+    figures.overlay_pairs(torch.cat(all_images), torch.cat(all_maps), titles, path,
+                          masks=torch.cat(masks) if masks else None)
+
+
+def demo(out: Union[str, Path] = "xraykit-demo", *, n: int = 640, image_size: int = 64, epochs: int = 10,
+         seed: int = 0, quiet: bool = False) -> dict:
+    """Both teaching tasks on built-in synthetic X-rays: a complete run folder in a few minutes on a CPU."""
+    started = time.perf_counter()
+    data = synthetic_splits(n, image_size, seed)
+    summary = compare(data, out=out, epochs=epochs, image_size=image_size, seed=seed, quiet=quiet, _demo=True,
+                      title="xraykit demo: Task 1.1 vs Task 1.2 on synthetic chest X-rays")
+    summary["seconds"] = time.perf_counter() - started
+    write_json(Path(out) / "metrics.json", summary)
+    return summary
+
+
+__all__ = [
+    "train", "resume", "evaluate", "predict", "explain", "explain_maps", "compare", "demo", "synth",
+    "create_backbone", "count_parameters", "load_data", "choose_validation",
+    "list_backbones", "list_strategies", "list_explainers", "list_datasets", "synthesize",
+]

@@ -1,0 +1,72 @@
+"""Test metrics from predicted probabilities and true labels, under plain keys.
+
+Accuracy alone flatters a model on an imbalanced test set (62.5% of the Kaggle test split
+is PNEUMONIA: a model that always says PNEUMONIA scores 62.5%), so the majority baseline,
+balanced accuracy, sensitivity and specificity are always reported beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def positive_class(classes: Sequence[str]) -> int:
+    """The class that counts as "positive" for sensitivity: PNEUMONIA if present, else the last."""
+    return list(classes).index("PNEUMONIA") if "PNEUMONIA" in classes else len(classes) - 1
+
+
+def roc_auc(scores: torch.Tensor, positives: torch.Tensor) -> float | None:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties count half)."""
+    pos, neg = scores[positives], scores[~positives]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    greater = (pos[:, None] > neg[None, :]).double().sum()
+    ties = (pos[:, None] == neg[None, :]).double().sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a / b) if b else None
+
+
+def compute_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> dict:
+    """All metrics of one evaluation. ``probs`` is ``(N, K)``, rows summing to one."""
+    k = len(classes)
+    preds = probs.argmax(dim=1)
+    cm = torch.zeros(k, k, dtype=torch.long)  # rows: true class, columns: predicted
+    cm.index_put_((labels, preds), torch.ones_like(labels), accumulate=True)
+    support = cm.sum(1)
+    recall = [_ratio(cm[c, c].item(), support[c].item()) for c in range(k)]
+    counts = torch.bincount(labels, minlength=k)
+    majority = int(counts.argmax())
+    present = [r for r in recall if r is not None]
+    out = {
+        "n": int(len(labels)),
+        "accuracy": float((preds == labels).float().mean()) if len(labels) else None,
+        "balanced_accuracy": float(sum(present) / len(present)) if present else None,
+        "per_class_accuracy": dict(zip(classes, recall)),
+        "confusion_matrix": cm.tolist(),
+        "classes": list(classes),
+        "majority_baseline": {"class": classes[majority], "accuracy": _ratio(counts[majority].item(), len(labels))},
+    }
+    if k == 2:
+        p = positive_class(classes)
+        n = 1 - p
+        tp, fn, fp, tn = cm[p, p].item(), cm[p, n].item(), cm[n, p].item(), cm[n, n].item()
+        precision, sensitivity = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        out.update({
+            "positive_class": classes[p],
+            "threshold": 0.5,  # argmax of two probabilities: positive when its probability >= 0.5
+            "sensitivity": sensitivity,
+            "specificity": _ratio(tn, tn + fp),
+            "precision": precision,
+            "f1": _ratio(2 * precision * sensitivity, precision + sensitivity) if precision and sensitivity else 0.0,
+            "roc_auc": roc_auc(probs[:, p], labels == p),
+        })
+    else:
+        aucs = [roc_auc(probs[:, c], labels == c) for c in range(k)]
+        aucs = [a for a in aucs if a is not None]
+        out["roc_auc"] = float(sum(aucs) / len(aucs)) if aucs else None
+    return out

@@ -1,0 +1,164 @@
+"""The plugin manager and the four registries it fills.
+
+Plugins come from three places, loaded in this order: the built-ins in
+``DEFAULT_PLUGINS``, installed packages with an entry point in group ``xraykit``, and the
+modules or ``.py`` files named in the ``XRAYKIT_PLUGINS`` environment variable
+(comma-separated: a one-file plugin for class, no packaging needed).
+
+A plugin that fails to import or registers a name twice never breaks xraykit: it is
+recorded in :func:`failures` (shown by ``xraykit plugins``) and everything else works.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import XrayError
+
+DEFAULT_PLUGINS = (
+    "xraykit.builtin.resnet",
+    "xraykit.builtin.strategies",
+    "xraykit.builtin.explainers",
+    "xraykit.builtin.datasets",
+)
+
+# kind -> (hook name, singular noun used in messages)
+KINDS = {
+    "backbone": "register_backbones",
+    "strategy": "register_strategies",
+    "explainer": "register_explainers",
+    "dataset": "register_datasets",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered thing and the plugin that provided it."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A plugin that could not be loaded or whose registration was refused."""
+
+    plugin: str
+    reason: str
+
+
+_pm: pluggy.PluginManager | None = None
+_load_failures: list[Failure] = []
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, created (and plugins loaded) on first use."""
+    global _pm
+    if _pm is None:
+        pm = pluggy.PluginManager("xraykit")
+        pm.add_hookspecs(hookspecs)
+        for module in DEFAULT_PLUGINS:
+            pm.register(importlib.import_module(module), name=module)
+        _pm = pm
+        _load_entry_points(pm)
+        _load_env_plugins(pm)
+    return _pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    for ep in importlib.metadata.entry_points(group="xraykit"):
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin must not break the CLI
+            _load_failures.append(Failure(ep.name, f"failed to load: {type(exc).__name__}: {exc}"))
+
+
+def _load_env_plugins(pm: pluggy.PluginManager) -> None:
+    for spec in filter(None, (s.strip() for s in os.environ.get("XRAYKIT_PLUGINS", "").split(","))):
+        try:
+            if spec.endswith(".py"):
+                path = Path(spec)
+                module_spec = importlib.util.spec_from_file_location(f"xraykit_plugin_{path.stem}", path)
+                if module_spec is None or module_spec.loader is None or not path.is_file():
+                    raise FileNotFoundError(f"no such file: {path}")
+                module = importlib.util.module_from_spec(module_spec)
+                module_spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(spec)
+            pm.register(module, name=spec)
+        except Exception as exc:
+            _load_failures.append(Failure(spec, f"failed to load: {type(exc).__name__}: {exc}"))
+
+
+def register(plugin: object, name: str | None = None) -> str:
+    """Register a plugin object or module in this process (tests, notebooks)."""
+    return get_plugin_manager().register(plugin, name=name)
+
+
+def unregister(name: str) -> None:
+    get_plugin_manager().unregister(name=name)
+
+
+def _collect(kind: str) -> tuple[dict[str, Entry], list[Failure]]:
+    """Call every plugin's hook for ``kind``; the first plugin to use a name keeps it."""
+    entries: dict[str, Entry] = {}
+    failures: list[Failure] = []
+    hook = getattr(get_plugin_manager().hook, KINDS[kind])
+    # pluggy calls the last-registered first; registration order is the fairer rule here.
+    for impl in reversed(hook.get_hookimpls()):
+        plugin = impl.plugin_name
+
+        def add(obj: Any, _plugin: str = plugin) -> None:
+            name = getattr(obj, "name", None)
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"a {kind} needs a non-empty string name, got {name!r}")
+            if name in entries:
+                failures.append(Failure(
+                    _plugin,
+                    f"{kind} '{name}' is already registered by plugin '{entries[name].plugin}'; "
+                    f"the one from '{_plugin}' was ignored",
+                ))
+                return
+            entries[name] = Entry(kind, name, obj, _plugin)
+
+        try:
+            impl.function(register=add)
+        except Exception as exc:
+            failures.append(Failure(plugin, f"{KINDS[kind]} raised {type(exc).__name__}: {exc}"))
+    return entries, failures
+
+
+def entries(kind: str) -> dict[str, Entry]:
+    """Every registered thing of ``kind`` (``backbone``, ``strategy``, ...), by name."""
+    return _collect(kind)[0]
+
+
+def failures() -> list[Failure]:
+    """Plugins that failed to load, raised in a hook, or registered a duplicate name."""
+    get_plugin_manager()
+    found = list(_load_failures)
+    for kind in KINDS:
+        found.extend(_collect(kind)[1])
+    return found
+
+
+def get(kind: str, name: str) -> Any:
+    """The registered ``kind`` called ``name``, or an error listing the known names."""
+    known = entries(kind)
+    if name not in known:
+        names = ", ".join(sorted(known)) or "none"
+        raise XrayError(f"Unknown {kind} '{name}'. Known: {names}")
+    return known[name].obj

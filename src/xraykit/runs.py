@@ -1,0 +1,79 @@
+"""A run folder: what one training run leaves behind, and how to open it again.
+
+```
+RUN/config.json          every choice of the run (enough to rerun it), versions, seed
+RUN/history.json         per epoch: train loss, val loss, val accuracy, seconds
+RUN/loss_curves.png
+RUN/checkpoints/last.pt  end of the last finished epoch (resume from here)
+RUN/checkpoints/best.pt  lowest validation loss so far
+RUN/metrics.json         after `xraykit evaluate`
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from . import plugins
+from .errors import XrayError
+from .interfaces import Backbone
+from .io import read_json
+from .training import TrainConfig
+from .weights import fit_state_dict, safe_load
+
+
+class Run:
+    """An existing run folder. ``Run("runs/scratch").load_model()`` gives the trained network."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        config_file = self.path / "config.json"
+        if not config_file.is_file():
+            raise XrayError(f"{self.path}: not a run folder (no config.json); train one with `xraykit train`")
+        try:
+            self.config = TrainConfig.from_dict(read_json(config_file))
+        except (ValueError, TypeError) as exc:
+            raise XrayError(f"{config_file}: unreadable run configuration ({exc})") from None
+
+    def __repr__(self) -> str:
+        return f"Run('{self.path}')"
+
+    @property
+    def history(self) -> list[dict]:
+        f = self.path / "history.json"
+        return read_json(f) if f.is_file() else []
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.config.classes)
+
+    @property
+    def backbone(self) -> Backbone:
+        return plugins.get("backbone", self.config.backbone)
+
+    def checkpoint_path(self, which: str | None = None) -> Path:
+        """``best`` or ``last``; by default the one the run's recipe selects."""
+        which = which or self.config.select
+        path = self.path / "checkpoints" / f"{which}.pt"
+        if not path.is_file() and which == "best":
+            path = self.path / "checkpoints" / "last.pt"
+        if not path.is_file():
+            raise XrayError(f"{self.path}: no checkpoint yet ({path.name}); has an epoch finished?")
+        return path
+
+    def load_checkpoint(self, which: str | None = None) -> dict:
+        path = self.checkpoint_path(which)
+        state = safe_load(path)
+        if not isinstance(state, dict) or "model" not in state:
+            raise XrayError(f"{path}: not an xraykit checkpoint")
+        return state
+
+    def load_model(self, which: str | None = None) -> nn.Module:
+        """The trained network, on the CPU, in eval mode."""
+        state = self.load_checkpoint(which)
+        backbone = self.backbone
+        model = backbone.build(self.config.num_classes)
+        fit_state_dict(model, state["model"], backbone, str(self.checkpoint_path(which)), load_head=True)
+        return model.eval()

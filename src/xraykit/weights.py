@@ -1,0 +1,136 @@
+"""Loading weights safely and fitting them to a backbone.
+
+Two kinds of file arrive here: a backbone's original pretrained weights (torchvision's
+format: three input channels, an ImageNet head of 1000 classes) and xraykit's own
+checkpoints. Both are untrusted input, so both load with ``weights_only=True``: a file
+that holds anything but tensors and plain values is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, WeightsUnavailableError
+from .interfaces import Backbone
+
+CHECKPOINT_FORMAT = "xraykit-checkpoint"
+
+
+def safe_load(path: str | Path) -> Any:
+    """``torch.load`` with ``weights_only=True``, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = [line.strip() for line in str(exc).splitlines() if "Unsupported" in line or "global" in line.lower()]
+        detail = f" ({found[0].split('.')[0]})" if found else ""
+        raise CheckpointError(
+            f"{path}: refused to load, the file holds Python objects that could run code, not just weights{detail}"
+        ) from None
+    except Exception as exc:  # zip errors, truncated files, text files
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
+
+
+def state_dict_from(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    """The model weights inside a loaded file: an xraykit checkpoint or a bare state dict."""
+    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        obj = obj["model"]
+    elif isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: no state dict of tensors in this file")
+    return dict(obj)
+
+
+def fit_state_dict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], backbone: Backbone, source: str, load_head: bool = True
+) -> None:
+    """Copy ``state`` into ``model``, adapting what pretrained weights always differ in.
+
+    The stem's RGB filters are summed over the channel axis: on a grayscale image shown as
+    three equal channels they give exactly the same output as the one-channel filter. A
+    head of another size (ImageNet's 1000 classes), or any head when ``load_head`` is
+    false (a new ``fc`` to train), is left at its fresh initialisation. Any other
+    difference is an error naming the first tensor that does not fit.
+    """
+    target = model.state_dict()
+    head, stem = backbone.head + ".", backbone.stem + ".weight"
+    new = {}
+    for key, want in target.items():
+        if key.startswith(head) and not load_head:
+            continue
+        if key not in state:
+            if key.startswith(head):
+                continue
+            raise CheckpointError(f"{source}: no tensor '{key}' (expected shape {tuple(want.shape)}); is it a {backbone.name} checkpoint?")
+        got = state[key]
+        if got.shape == want.shape:
+            new[key] = got
+        elif key == stem and got.dim() == 4 and got.shape[1] == 3 and want.shape[1] == 1 and got.shape[0] == want.shape[0]:
+            new[key] = got.sum(dim=1, keepdim=True)
+        elif key.startswith(head):
+            continue
+        else:
+            raise CheckpointError(
+                f"{source}: tensor '{key}' has shape {tuple(got.shape)}, the {backbone.name} model needs {tuple(want.shape)}"
+            )
+    model.load_state_dict(new, strict=False)
+
+
+def download(url: str, dst: Path) -> None:
+    """Download ``url`` to ``dst`` (torch hub's downloader), giving up after 20 s of silence."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        torch.hub.download_url_to_file(url, str(dst), progress=False)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def torchvision_weights(weights_enum: Any, backbone_name: str) -> dict[str, torch.Tensor]:
+    """A torchvision weights entry (e.g. ``ResNet18_Weights.IMAGENET1K_V1``) from torch's cache.
+
+    Downloads into the cache when it is missing; offline, raises an error that names the
+    file to place there and the ``--weights PATH`` alternative. Never falls back silently.
+    """
+    url = weights_enum.url
+    filename = url.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download(url, cached)
+        except Exception as exc:
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {backbone_name} are not in torch's cache and could not be downloaded "
+                f"({type(exc).__name__}: {exc}). Put {filename} (from {url}) at {cached}, "
+                f"or pass --weights PATH with a copy of it."
+            ) from None
+    return state_dict_from(safe_load(cached), cached)
+
+
+def load_weights(model: nn.Module, backbone: Backbone, weights: Optional[str], load_head: bool = False) -> Optional[str]:
+    """Load starting ``weights`` (a name such as ``imagenet``, or a file path) into ``model``.
+
+    The head stays new (``load_head=False``): both tasks replace ``fc`` by a fresh layer.
+    Returns a short description of what was loaded, or ``None`` for random init.
+    """
+    if weights is None or weights in ("none", "random", "scratch"):
+        return None
+    if weights in backbone.pretrained:
+        fit_state_dict(model, backbone.pretrained[weights](), backbone, f"{backbone.name} {weights} weights", load_head)
+        return f"{weights} weights"
+    path = Path(weights)
+    if not path.exists():
+        names = ", ".join(sorted(backbone.pretrained)) or "none"
+        raise CheckpointError(f"{weights}: no such file, and not a weights name of {backbone.name} (names: {names})")
+    fit_state_dict(model, state_dict_from(safe_load(path), path), backbone, str(path), load_head)
+    return f"weights from {path}"

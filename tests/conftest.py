@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny synthetic data, a tiny trained run, and a fake ImageNet file.
+
+Everything runs offline on a CPU: no test downloads anything. Pretrained weights are
+stood in for by a checkpoint the tests make themselves, in torchvision's format.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+import xraykit
+from xraykit import weights as weights_module
+from xraykit.data.synthetic import synthetic_splits
+
+# Torch calls are slow next to hypothesis' 200 ms deadline; examples are fixed per run in CI.
+settings.register_profile(
+    "xraykit",
+    deadline=None,
+    max_examples=12,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "xraykit"))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path_factory):
+    """No test reaches the network, and torch's weights cache is an empty folder per test."""
+
+    def refuse(url, dst):
+        raise OSError(f"network disabled in tests (asked for {url})")
+
+    monkeypatch.setattr(weights_module, "download", refuse)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+
+@pytest.fixture(scope="session")
+def tiny_splits():
+    """Synthetic train/val/test at 32 px: 96 / 24 / 24 images."""
+    return synthetic_splits(n=96, size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_splits):
+    """A Task 1.1 run of two epochs on ``tiny_splits`` (shared, treat as read-only)."""
+    out = tmp_path_factory.mktemp("runs") / "scratch"
+    return xraykit.train(tiny_splits, "scratch", epochs=2, batch_size=16, image_size=32, out=out, quiet=True)
+
+
+@pytest.fixture
+def fake_imagenet_file(tmp_path):
+    """A torchvision-format ResNet-18 state dict (3-channel conv1, 1000-class fc), random but fixed."""
+    import torchvision
+
+    torch.manual_seed(1234)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path / "resnet18-fake-imagenet.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture
+def imagenet_in_cache(fake_imagenet_file, monkeypatch, tmp_path):
+    """Place the fake ImageNet file where torchvision's cache keeps the real one."""
+    import shutil
+
+    import torchvision
+
+    filename = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    home = tmp_path / "torch_home_with_weights"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copy(fake_imagenet_file, home / "hub" / "checkpoints" / filename)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home / "hub" / "checkpoints" / filename
