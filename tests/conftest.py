@@ -30,13 +30,14 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path_factory):
-    """No test reaches the network, and torch's weights cache is an empty folder per test."""
+    """No test reaches the network; torch's weights cache and xraykit's decode cache are empty folders per test."""
 
     def refuse(url, dst):
         raise OSError(f"network disabled in tests (asked for {url})")
 
     monkeypatch.setattr(weights_module, "download", refuse)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+    monkeypatch.setenv("XRAYKIT_CACHE_DIR", str(tmp_path_factory.mktemp("xraykit_cache")))
 
 
 @pytest.fixture(scope="session")

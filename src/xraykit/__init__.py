@@ -20,6 +20,7 @@ from .api import (  # noqa: E402
     evaluate,
     explain,
     explain_maps,
+    explain_score,
     list_backbones,
     list_datasets,
     list_explainers,
@@ -40,6 +41,7 @@ from .training import TrainConfig  # noqa: E402
 __all__ = [
     "Backbone", "CheckpointError", "DatasetSource", "Explainer", "ImageError", "Run", "Strategy", "TrainConfig",
     "WeightsUnavailableError", "XrayData", "XrayError", "choose_validation", "compare", "count_parameters",
-    "create_backbone", "demo", "evaluate", "explain", "explain_maps", "hookimpl", "list_backbones", "list_datasets",
-    "list_explainers", "list_strategies", "load_data", "predict", "resume", "synth", "synthesize", "train",
+    "create_backbone", "demo", "evaluate", "explain", "explain_maps", "explain_score", "hookimpl", "list_backbones",
+    "list_datasets", "list_explainers", "list_strategies", "load_data", "predict", "resume", "synth", "synthesize",
+    "train",
 ]

@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
+from rich.markup import escape
 from torch import nn
 
-from . import figures, plugins
+from . import distributed, figures, plugins
 from .data.images import load_image
 from .data.splits import patient_split
 from .data.synthetic import synthesize, synthetic_splits
 from .errors import XrayError
 from .interfaces import Backbone, XrayData
-from .io import write_json
+from .io import write_json, write_text
 from .metrics import compute_metrics
 from .progress import QuietCallbacks, RichCallbacks, console
 from .runs import Run
@@ -94,6 +95,12 @@ def choose_validation(splits: dict[str, XrayData], val_from_train: Optional[floa
         return train, val, f"validation: the data's own val split ({len(val)} images)"
     fraction = val_from_train if val_from_train is not None else 0.1
     train_idx, val_idx = patient_split(train, fraction, seed)
+    if not val_idx:  # one patient per class: nothing can be held out without losing a class
+        if val is not None and len(val) and val_from_train is None:
+            return train, val, (f"validation: the data's own val split ({len(val)} images), because train/ has "
+                                f"too few patients to carve {fraction:.0%} from")
+        raise XrayError(f"train split of {len(train)} images: too few patients to carve a validation split "
+                        f"({fraction:.0%}) by patient; add images or a val/ folder")
     why = "" if val_from_train is not None else (
         f" because val/ has {len(val)} images (fewer than {MIN_VAL_IMAGES})" if val is not None else " because there is no val/")
     how = (f"validation: {len(val_idx)} images ({fraction:.0%}) carved from train by patient{why}; "
@@ -111,13 +118,19 @@ def _versions() -> dict:
     from . import __version__
 
     # str(): torch.__version__ is a str subclass that a weights-only checkpoint load would refuse.
+    import numpy
+    import PIL
+
     return {"xraykit": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
-            "captum": str(captum.__version__), "python": platform.python_version()}
+            "captum": str(captum.__version__), "numpy": numpy.__version__, "pillow": PIL.__version__,
+            "python": platform.python_version()}
 
 
 def _callbacks(label: str, quiet: bool, callbacks: Optional[Callbacks]) -> Callbacks:
     if callbacks is not None:
         return callbacks
+    if not distributed.is_main():  # under torchrun only rank 0 reports
+        return Callbacks()
     return QuietCallbacks() if quiet else RichCallbacks(label)
 
 
@@ -166,15 +179,27 @@ def train(
             chosen[key] = value
     cb = _callbacks(task, quiet, callbacks)
 
+    log: list[str] = []  # what the terminal was told while setting up; kept as RUN/log.txt
+    note = lambda text: (log.append(text), cb.message(escape(text)))  # noqa: E731  (file names are not markup)
     skipped: list[str] = []
-    on_skip = lambda msg: (skipped.append(msg), cb.message(f"skipped {msg}"))  # noqa: E731
+    on_skip = lambda msg: (skipped.append(msg), note(f"skipped {msg}"))  # noqa: E731
     splits = load_data(data, image_size, skip_bad, on_skip)
+    where = str(data) if not isinstance(data, dict) else "the data"
+    if "train" not in splits:
+        raise XrayError(f"{where}: no train split (expected {where}/train/NORMAL, {where}/train/PNEUMONIA, ...)")
+    if len(splits["train"].classes) < 2:
+        raise XrayError(f"{where}: the training split has one class ({', '.join(splits['train'].classes)}); "
+                        "a classifier needs at least two class folders (e.g. NORMAL/ and PNEUMONIA/)")
+    if skipped:
+        note(f"{len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} skipped (--skip-bad)")
     train_data, val_data, how = choose_validation(splits, val_from_train, seed)
-    cb.message(how)
+    note(how)
 
-    run_dir = Path(out) if out is not None else Path("runs") / f"{task}-{datetime.now():%Y%m%d-%H%M%S}"
+    distributed.setup(resolve_device(device))  # under torchrun: join the other processes (rank 0 names the folder)
+    run_dir = Path(out) if out is not None else Path("runs") / distributed.rank0_value(f"{task}-{datetime.now():%Y%m%d-%H%M%S}")
     if (run_dir / "config.json").exists():
         raise XrayError(f"{run_dir}: already holds a run; pick another --out, or continue it with --resume {run_dir}")
+    distributed.barrier()  # every process has looked before rank 0 writes there
 
     config = TrainConfig(
         data=str(data) if not isinstance(data, dict) else "in-memory",
@@ -187,7 +212,7 @@ def train(
     model = bb.build(config.num_classes)
     loaded = load_weights(model, bb, config.weights)
     if loaded:
-        cb.message(f"starting from {loaded}")
+        note(f"starting from {loaded}")
     strategy.freeze(model, bb)
     trainable, total = count_parameters(model)
     config.extra = {
@@ -195,9 +220,11 @@ def train(
         "train_images": len(train_data), "val_images": len(val_data),
         "train_class_counts": train_data.class_counts(), "val_class_counts": val_data.class_counts(),
         "trainable_parameters": trainable, "total_parameters": total,
-        "skipped_files": skipped, "versions": _versions(), "notes": [],
+        "skipped_files": skipped, "skip_bad": skip_bad, "versions": _versions(), "notes": [],
     }
-    write_json(run_dir / "config.json", config.to_dict())
+    if distributed.is_main():
+        write_json(run_dir / "config.json", config.to_dict())
+        write_text(run_dir / "log.txt", "".join(f"{line}\n" for line in log))
     return _fit_and_plot(model, bb, strategy, train_data, val_data, config, run_dir, cb, resume=None)
 
 
@@ -209,7 +236,8 @@ def _fit_and_plot(model, bb, strategy, train_data, val_data, config, run_dir, cb
         console.print(f"\nStopped. {len(done)} epoch(s) saved in {run_dir}; continue with "
                       f"`xraykit train --resume {run_dir}`.")
         raise
-    figures.loss_curves({f"{config.task} ({config.backbone})": history}, run_dir / "loss_curves.png")
+    if distributed.is_main():
+        figures.loss_curves({f"{config.task} ({config.backbone})": history}, run_dir / "loss_curves.png")
     return Run(run_dir)
 
 
@@ -224,17 +252,33 @@ def resume(run: Union[str, Path, Run], *, epochs: Optional[int] = None, quiet: b
         if config.data == "in-memory":
             raise XrayError(f"{run.path}: trained on in-memory data; pass data= to resume it")
         data = config.data
-    state = run.load_checkpoint("last")
+    # A run stopped before its first epoch ended has no checkpoint: it starts again, exactly as train() did.
+    state = run.load_checkpoint("last") if (run.path / "checkpoints" / "last.pt").is_file() else None
     cb = _callbacks(config.task, quiet, callbacks)
-    splits = load_data(data, config.image_size, skip_bad=bool(config.extra.get("skipped_files")))
+    skip_bad = bool(config.extra.get("skip_bad", config.extra.get("skipped_files")))
+    splits = load_data(data, config.image_size, skip_bad=skip_bad)
     train_data, val_data, _ = choose_validation(splits, config.val_from_train, config.seed)
-    if state["epoch"] >= config.epochs:
-        cb.message(f"{run.path} already finished {state['epoch']} of {config.epochs} epochs")
+    done = state["epoch"] if state is not None else 0
+    if done >= config.epochs:
+        cb.message(f"{run.path} already finished {done} of {config.epochs} epochs")
         return run
-    cb.message(f"resuming {run.path} after epoch {state['epoch']} of {config.epochs}")
+    if (len(train_data), len(val_data)) != (config.extra.get("train_images"), config.extra.get("val_images")):
+        cb.message(escape(f"warning: {data} now gives {len(train_data)} training and {len(val_data)} validation images, "
+                          f"the run began with {config.extra.get('train_images')} and {config.extra.get('val_images')}"))
     bb, strategy = plugins.get("backbone", config.backbone), plugins.get("strategy", config.task)
-    model = bb.build(config.num_classes)
-    write_json(run.path / "config.json", config.to_dict())
+    if state is None:
+        torch.manual_seed(config.seed)
+        model = bb.build(config.num_classes)
+        load_weights(model, bb, config.weights)
+        text = f"{run.path} has no checkpoint yet: training it again from epoch 1 of {config.epochs}"
+    else:
+        model = bb.build(config.num_classes)
+        text = f"resuming {run.path} after epoch {done} of {config.epochs}"
+    cb.message(escape(text))
+    log_file = run.path / "log.txt"
+    if distributed.is_main():
+        write_text(log_file, (log_file.read_text(encoding="utf-8") if log_file.is_file() else "") + text + "\n")
+        write_json(run.path / "config.json", config.to_dict())
     return _fit_and_plot(model, bb, strategy, train_data, val_data, config, run.path, cb, resume=state)
 
 
@@ -258,17 +302,35 @@ def _check_classes(run: Run, data: XrayData, where) -> None:
 
 def explain_maps(model: nn.Module, backbone: Backbone, images: torch.Tensor, targets: torch.Tensor,
                  method: str = "cam", batch_size: int = 16, **options) -> torch.Tensor:
-    """Attribution maps ``(N, H, W)`` of ``uint8`` images for ``targets``, by a registered explainer."""
+    """Attribution maps ``(N, H, W)`` of ``uint8`` images for ``targets``, by a registered explainer.
+
+    ``options`` go to the explainer (``patch=16`` for occlusion, ``relu=False`` for cam);
+    one it does not take is refused by name. The model comes back exactly as it was.
+    """
+    from .builtin.explainers import evaluating
+
     explainer = plugins.get("explainer", method)
-    was_training = model.training
-    model.eval()
-    try:
+    if not explainer.supports(backbone):
+        raise XrayError(f"explainer '{method}' cannot explain backbone '{backbone.name}'")
+    check_explainer_options(method, options)
+    with evaluating(model):
         maps = [explainer.attribute(model, to_input(images[s : s + batch_size], backbone).requires_grad_(),
                                     targets[s : s + batch_size], backbone, **options)
                 for s in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
     return torch.cat(maps) if maps else torch.empty(0, *images.shape[-2:])
+
+
+def check_explainer_options(method: str, options: dict) -> None:
+    """Refuse, by name, an option that explainer ``method`` does not take."""
+    import inspect
+
+    params = inspect.signature(plugins.get("explainer", method).attribute).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = list(params)[4:]  # after model, inputs, targets, backbone
+    for key in options:
+        if key not in known:
+            raise XrayError(f"explainer '{method}' has no option '{key}' (its options: {', '.join(known) or 'none'})")
 
 
 def evaluate(run, data: DataLike, *, which: Optional[str] = None, out: Optional[Union[str, Path]] = None,
@@ -276,13 +338,15 @@ def evaluate(run, data: DataLike, *, which: Optional[str] = None, out: Optional[
     """Test metrics of a run on ``data``'s test split; writes ``metrics.json`` and figures."""
     run = _as_run(run)
     out_dir = Path(out) if out is not None else run.path
-    test = _test_split(load_data(data, run.config.image_size, skip_bad), data)
+    skipped: list[str] = []
+    on_skip = lambda msg: (skipped.append(msg), console.print(f"skipped {msg}", markup=False))  # noqa: E731
+    test = _test_split(load_data(data, run.config.image_size, skip_bad, on_skip), data)
     _check_classes(run, test, data)
     model, bb = run.load_model(which), run.backbone
     probs = predict_proba(model, test.images, bb, device=resolve_device(device))
     metrics = compute_metrics(probs, test.labels, run.classes)
     metrics.update({"run": str(run.path), "data": str(data) if not isinstance(data, dict) else "in-memory",
-                    "checkpoint": run.checkpoint_path(which).name})
+                    "checkpoint": run.checkpoint_path(which).name, "skipped_files": skipped})
     write_json(out_dir / "metrics.json", metrics)
     figures.confusion_matrix(metrics["confusion_matrix"], run.classes, out_dir / "confusion_matrix.png")
 
@@ -355,6 +419,60 @@ def explain(run, images: Sequence[Union[str, Path]], *, method: str = "cam", tar
         figures.overlay_pairs(batch[i : i + 1], maps[i : i + 1], [title], dst)
         written.append(dst)
     return written
+
+
+def explain_score(run, data: DataLike = "synthetic", *, methods: Optional[Sequence[str]] = None,
+                  limit: Optional[int] = None, out: Optional[Union[str, Path]] = None, which: Optional[str] = None,
+                  target: str = "PNEUMONIA", options: Optional[dict] = None) -> dict:
+    """How well each explainer finds known lesions; writes ``explain_score.json``.
+
+    ``data`` must hold lesion masks: ``synthetic[:n=...,seed=...]`` or a folder written by
+    ``xraykit synth``. Each ``target`` test image with a non-empty mask (the first
+    ``limit`` of them) is explained for ``target`` by each of ``methods`` (default: every
+    registered explainer that supports the run's backbone), and scored by the pointing
+    game and the share of positive attribution inside the mask, beside the mask's area
+    fraction, the chance level of both (see :mod:`xraykit.scoring`). ``options`` maps a
+    method to its options: ``{"occlusion": {"patch": 16}}``.
+    """
+    from . import scoring
+
+    run = _as_run(run)
+    where = str(data) if not isinstance(data, dict) else "the data"
+    test = _test_split(load_data(data, run.config.image_size), where)
+    _check_classes(run, test, where)
+    if test.masks is None:
+        raise XrayError(f"{where}: no lesion masks to score against (use 'synthetic', or a folder written by "
+                        "`xraykit synth`, which keeps them in its masks/ folder)")
+    if target not in run.classes:
+        raise XrayError(f"Unknown target '{target}'. Known: {', '.join(run.classes)}")
+    k = run.classes.index(target)
+    chosen = ((test.labels == k) & test.masks.flatten(1).any(1)).nonzero().flatten()[:limit]
+    if not len(chosen):
+        raise XrayError(f"{where}: no {target} test image with a lesion mask to score against")
+    bb = run.backbone
+    if methods is None:
+        methods = [name for name, entry in sorted(plugins.entries("explainer").items()) if entry.obj.supports(bb)]
+    options = dict(options or {})
+    for method in methods:
+        if not plugins.get("explainer", method).supports(bb):
+            raise XrayError(f"explainer '{method}' cannot explain backbone '{bb.name}'")
+    for method, opts in options.items():
+        if method not in methods:
+            raise XrayError(f"options given for '{method}', which is not among the methods scored ({', '.join(methods)})")
+        check_explainer_options(method, opts)
+
+    model = run.load_model(which)
+    images, masks = test.images[chosen], test.masks[chosen]
+    probs = predict_proba(model, images, bb)
+    summary = {
+        "run": str(run.path), "data": where, "checkpoint": run.checkpoint_path(which).name,
+        "target": target, "images": len(chosen),
+        "predicted_as_target": float((probs.argmax(1) == k).float().mean()),
+        "chance": {"mask_area_fraction": float(scoring.area_fraction(masks).mean())},
+        "methods": scoring.score_methods(explain_maps, model, bb, images, masks, k, methods, options),
+    }
+    write_json((Path(out) if out is not None else run.path) / "explain_score.json", summary)
+    return summary
 
 
 # ----------------------------------------------------------------------------- synth, compare, demo
@@ -486,7 +604,7 @@ def demo(out: Union[str, Path] = "xraykit-demo", *, n: int = 640, image_size: in
 
 
 __all__ = [
-    "train", "resume", "evaluate", "predict", "explain", "explain_maps", "compare", "demo", "synth",
+    "train", "resume", "evaluate", "predict", "explain", "explain_maps", "explain_score", "compare", "demo", "synth",
     "create_backbone", "count_parameters", "load_data", "choose_validation",
     "list_backbones", "list_strategies", "list_explainers", "list_datasets", "synthesize",
 ]

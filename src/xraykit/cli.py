@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import api, plugins
+from . import api, distributed, plugins
 from .errors import XrayError
 
 app = typer.Typer(
@@ -89,7 +89,7 @@ def train(
     task: str = typer.Option("scratch", help="Strategy: 'scratch' (Task 1.1) or 'finetune' (Task 1.2)."),
     backbone: str = typer.Option("resnet18", help="Registered backbone (see `xraykit plugins`)."),
     weights: Optional[str] = typer.Option(None, help="Starting weights: 'imagenet', 'none' or a file PATH. Default: the task's."),
-    epochs: int = typer.Option(10),
+    epochs: Optional[int] = typer.Option(None, help="Epochs to train [default: 10]; with --resume, the new total (default: the run's)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate. Default: the task's (1e-3 scratch, 1e-4 finetune)."),
     batch_size: int = typer.Option(32),
     image_size: int = typer.Option(224, help="Images are resized to SIZE x SIZE."),
@@ -110,7 +110,7 @@ def train(
 ):
     """Train ResNet-18 (or another backbone) from scratch or by fine-tuning."""
     if resume is not None:
-        run = api.resume(resume, epochs=epochs if epochs != 10 else None, quiet=quiet)
+        run = api.resume(resume, epochs=epochs, quiet=quiet)
     else:
         if data is None:
             raise XrayError("give a DATA folder (or 'synthetic'), or --resume RUN")
@@ -120,11 +120,18 @@ def train(
             raise XrayError(f"--schedule must be 'constant' or 'cosine', got '{schedule}'")
         if select not in (None, "last", "best"):
             raise XrayError(f"--select must be 'last' or 'best', got '{select}'")
-        run = api.train(data, task, backbone=backbone, weights=weights, epochs=epochs, lr=lr, batch_size=batch_size,
+        run = api.train(data, task, backbone=backbone, weights=weights, epochs=10 if epochs is None else epochs, lr=lr,
+                        batch_size=batch_size,
                         image_size=image_size, seed=seed, device=device, recipe=recipe, out=out,
                         val_from_train=val_from_train, class_weights=class_weights, balanced_sampler=balanced_sampler,
                         augment=augment, schedule=schedule, select=select, feature_cache=feature_cache,
                         skip_bad=skip_bad, quiet=quiet)
+    if not distributed.is_main():  # under torchrun, rank 0 reports for all
+        return
+    skipped = run.config.extra.get("skipped_files") or []
+    if skipped and resume is None:
+        console.print(f"Skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} "
+                      f"(listed in {run.path / 'log.txt'}).", markup=False)
     last = run.history[-1] if run.history else {}
     console.print(f"Run folder: [bold]{run.path}[/] (val loss {last.get('val_loss', float('nan')):.4f}, "
                   f"val accuracy {last.get('val_accuracy', float('nan')):.3f}). "
@@ -208,10 +215,62 @@ def explain(
     method: str = typer.Option("cam", help="Explainer (see `xraykit plugins`)."),
     target: str = typer.Option("predicted", help="Class to explain: a class name or 'predicted'."),
     out: Optional[Path] = typer.Option(None, help="Folder for the figures. Default: RUN/explain."),
+    option: List[str] = typer.Option([], "--option", "-o", help="An explainer option KEY=VALUE, e.g. patch=16 (repeatable)."),
 ):
     """Original beside its heatmap overlay, for each image."""
-    for path in api.explain(run, images, method=method, target=target, out=out):
+    options = dict(_parse_option(o) for o in option)
+    for path in api.explain(run, images, method=method, target=target, out=out, **options):
         console.print(f"wrote {path}")
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as an int, a float, true/false, or else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise XrayError(f"--option '{text}': expected KEY=VALUE, e.g. patch=16")
+    value = value.strip()
+    if value.lower() in ("true", "false"):
+        return key.strip(), value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+@app.command("explain-score")
+@friendly
+def explain_score(
+    run: Path = typer.Argument(..., help="Run folder."),
+    data: str = typer.Argument(..., help="Data with lesion masks: a folder written by `xraykit synth`, or 'synthetic[:n=...,seed=...]'."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated explainers. Default: every one that works for the run's backbone."),
+    limit: Optional[int] = typer.Option(None, help="Score only the first N lesioned test images."),
+    out: Optional[Path] = typer.Option(None, help="Folder for explain_score.json. Default: the run folder."),
+    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
+    option: List[str] = typer.Option([], "--option", "-o", help="METHOD.KEY=VALUE, e.g. occlusion.patch=16 (repeatable)."),
+):
+    """Score explainers on lesions whose outline is known: pointing game and share inside the mask."""
+    if limit is not None and limit < 1:
+        raise XrayError("--limit must be at least 1")
+    options: dict = {}
+    for text in option:
+        method, dot, rest = text.partition(".")
+        if not dot or "=" in method:
+            raise XrayError(f"--option '{text}': expected METHOD.KEY=VALUE, e.g. occlusion.patch=16")
+        key, value = _parse_option(rest)
+        options.setdefault(method, {})[key] = value
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    s = api.explain_score(run, data, methods=chosen, limit=limit, out=out, which=which, options=options)
+    table = Table(title=f"Where the explanations point: {s['images']} {s['target']} test images with known lesions")
+    for col in ("method", "pointing game", "share inside mask", "chance (mask area)", "s / image"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    chance = f"{s['chance']['mask_area_fraction']:.3f}"
+    for name, m in s["methods"].items():
+        table.add_row(name, f"{m['pointing_game']:.3f}", f"{m['inside_share']:.3f}", chance, f"{m['seconds_per_image']:.3f}")
+    console.print(table)
+    console.print(f"The model called {s['predicted_as_target']:.0%} of these images {s['target']}. "
+                  f"Wrote {out or run}/explain_score.json")
 
 
 @app.command()
@@ -252,4 +311,13 @@ def plugins_command():
 
 
 def main() -> None:
+    import sys
+    import warnings
+
+    # A file name that is not UTF-8 must print as \udcff, not end the program with UnicodeEncodeError.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    # Pillow's warnings about odd metadata (corrupt EXIF, skipped TIFF tags) are noise to a CLI user.
+    warnings.filterwarnings("ignore", module=r"PIL\.")
     app()

@@ -115,11 +115,14 @@ class Explainer:
 
     ``inputs`` is a normalized float batch ``(B, 1, H, W)``, ``targets`` the class index
     per image; the result is one map per image, ``(B, H, W)``, at the input's size.
+    ``supports(backbone)`` says whether the method can explain that backbone (Grad-CAM
+    needs a declared ``cam_layer``), so a command can offer only the methods that work.
     """
 
     name: str
     attribute: Callable[..., torch.Tensor]
     description: str = ""
+    supports: Callable[[Backbone], bool] = lambda backbone: True
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def compute_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence
         precision, sensitivity = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
         out.update({
             "positive_class": classes[p],
-            "threshold": 0.5,  # argmax of two probabilities: positive when its probability >= 0.5
+            "threshold": 0.5,  # argmax of two probabilities: positive above 0.5 (an exact tie goes to the first class)
             "sensitivity": sensitivity,
             "specificity": _ratio(tn, tn + fp),
             "precision": precision,

@@ -117,8 +117,10 @@ def _collect(kind: str) -> tuple[dict[str, Entry], list[Failure]]:
     entries: dict[str, Entry] = {}
     failures: list[Failure] = []
     hook = getattr(get_plugin_manager().hook, KINDS[kind])
-    # pluggy calls the last-registered first; registration order is the fairer rule here.
-    for impl in reversed(hook.get_hookimpls()):
+    # pluggy would call the last-registered first; get_hookimpls() lists them in registration
+    # order (built-ins, then entry points, then XRAYKIT_PLUGINS), the fairer rule here: a later
+    # plugin cannot take over a built-in's name.
+    for impl in hook.get_hookimpls():
         plugin = impl.plugin_name
 
         def add(obj: Any, _plugin: str = plugin) -> None:

@@ -9,7 +9,9 @@ that holds anything but tensors and plain values is refused, never executed.
 from __future__ import annotations
 
 import pickle
+import re
 import socket
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -25,15 +27,20 @@ CHECKPOINT_FORMAT = "xraykit-checkpoint"
 def safe_load(path: str | Path) -> Any:
     """``torch.load`` with ``weights_only=True``, with errors that name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a weights file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the pickle protocol says nothing a user can act on
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = [line.strip() for line in str(exc).splitlines() if "Unsupported" in line or "global" in line.lower()]
-        detail = f" ({found[0].split('.')[0]})" if found else ""
+        called = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        detail = f"; it asks for {called.group(1)}" if called else ""
         raise CheckpointError(
-            f"{path}: refused to load, the file holds Python objects that could run code, not just weights{detail}"
+            f"{path}: refused to load: the file holds Python objects that could run code when unpickled, not just "
+            f"tensors{detail}. Load only weights files you trust; xraykit never runs code from one"
         ) from None
     except Exception as exc:  # zip errors, truncated files, text files
         raise CheckpointError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
@@ -56,10 +63,12 @@ def fit_state_dict(
     """Copy ``state`` into ``model``, adapting what pretrained weights always differ in.
 
     The stem's RGB filters are summed over the channel axis: on a grayscale image shown as
-    three equal channels they give exactly the same output as the one-channel filter. A
-    head of another size (ImageNet's 1000 classes), or any head when ``load_head`` is
-    false (a new ``fc`` to train), is left at its fresh initialisation. Any other
-    difference is an error naming the first tensor that does not fit.
+    three equal channels they give exactly the same output as the one-channel filter. With
+    ``load_head=False`` the head (ImageNet's 1000 classes, or any other) is left at its
+    fresh initialisation: a new ``fc`` to train. With ``load_head=True`` (a trained run's
+    own checkpoint) the head must fit like every other tensor: a silently random head
+    would make every prediction meaningless. Any other difference is an error naming the
+    first tensor, in the model's order, that does not fit.
     """
     target = model.state_dict()
     head, stem = backbone.head + ".", backbone.stem + ".weight"
@@ -68,20 +77,24 @@ def fit_state_dict(
         if key.startswith(head) and not load_head:
             continue
         if key not in state:
-            if key.startswith(head):
-                continue
             raise CheckpointError(f"{source}: no tensor '{key}' (expected shape {tuple(want.shape)}); is it a {backbone.name} checkpoint?")
         got = state[key]
         if got.shape == want.shape:
             new[key] = got
         elif key == stem and got.dim() == 4 and got.shape[1] == 3 and want.shape[1] == 1 and got.shape[0] == want.shape[0]:
             new[key] = got.sum(dim=1, keepdim=True)
-        elif key.startswith(head):
-            continue
         else:
             raise CheckpointError(
                 f"{source}: tensor '{key}' has shape {tuple(got.shape)}, the {backbone.name} model needs {tuple(want.shape)}"
             )
+    # A deeper network of the same family (ResNet-34 for ResNet-18) holds every tensor the
+    # model needs, with the right shapes, plus more: refuse it rather than load part of it.
+    extra = [key for key in state if key not in target and not key.startswith(head)]
+    if extra:
+        raise CheckpointError(
+            f"{source}: tensor '{extra[0]}' is not part of the {backbone.name} model ({len(extra)} such tensors); "
+            f"is it a {backbone.name} checkpoint?"
+        )
     model.load_state_dict(new, strict=False)
 
 

@@ -7,6 +7,8 @@ split between training and validation.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +18,8 @@ import torch
 
 from ..errors import ImageError, XrayError
 from ..interfaces import XrayData
-from .images import is_image_file, load_image
+from .cache import load_image_cached
+from .images import display_path, is_image_file, load_image
 
 SPLITS = ("train", "val", "test")
 
@@ -40,18 +43,65 @@ def patient_id(filename: str) -> str:
     return Path(name).stem
 
 
+def _entries(folder: Path) -> list[Path]:
+    """What ``folder`` holds, sorted; hidden entries (``.DS_Store``, ``.ipynb_checkpoints``) left out."""
+    try:
+        return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise XrayError(f"{display_path(folder)}: cannot list this folder ({exc.strerror or type(exc).__name__})") from None
+
+
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [p for p in _entries(folder) if p.is_dir()]
+
+
+def _is_broken_link(path: Path) -> bool:
+    """A symbolic link that leads nowhere: to a missing target, or round in a loop."""
+    return path.is_symlink() and not path.exists()
 
 
 def class_folders(split_dir: Path) -> list[Path]:
-    """The class folders of one split, sorted by name."""
+    """The class folders of one split, sorted by name.
+
+    A broken link where a class folder could be (a dataset on a drive that is not mounted,
+    a link that loops) is an error, not a class that silently goes missing; so is a folder
+    name that is not UTF-8, since class names end up in reports, figures and JSON.
+    """
     if not split_dir.is_dir():
-        raise XrayError(f"{split_dir}: not a folder")
-    found = _subdirs(split_dir)
+        raise XrayError(f"{display_path(split_dir)}: not a folder")
+    entries = _entries(split_dir)
+    for p in entries:
+        if _is_broken_link(p) and not is_image_file(p):
+            raise XrayError(f"{display_path(p)}: {_broken_link_problem(p)}, where a class folder was expected")
+    found = [p for p in entries if p.is_dir()]
     if not found:
-        raise XrayError(f"{split_dir}: no class folders (expected e.g. NORMAL/ and PNEUMONIA/)")
+        raise XrayError(f"{display_path(split_dir)}: no class folders (expected e.g. NORMAL/ and PNEUMONIA/)")
+    for p in found:
+        if display_path(p.name) != p.name:
+            raise XrayError(f"{display_path(p)}: class folder name is not valid UTF-8; rename it (class names "
+                            "appear in reports, figures and JSON files)")
     return found
+
+
+def _broken_link_problem(path: Path) -> str:
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link that loops back on itself"
+    return f"a symbolic link to something missing ({display_path(os.readlink(path))})"
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    """Image files by name: regular files, and broken links (reported as unreadable, not silently dropped)."""
+    return [p for p in _entries(class_dir) if is_image_file(p) and (p.is_file() or _is_broken_link(p))]
+
+
+def _no_images(class_dir: Path) -> str:
+    """Why a class folder yielded no images: empty, or only files of other types (say which)."""
+    others = sorted({p.suffix.lower() or p.name for p in _entries(class_dir) if p.is_file()})
+    found = f"; it holds only {', '.join(others[:5])} files" if others else ""
+    return f"{display_path(class_dir)}: no images (.jpeg, .jpg or .png) in this class folder{found}"
 
 
 def list_images(split_dir: Path, classes: Optional[tuple[str, ...]] = None) -> tuple[list[Path], list[int], tuple[str, ...]]:
@@ -62,14 +112,14 @@ def list_images(split_dir: Path, classes: Optional[tuple[str, ...]] = None) -> t
         classes = names
     elif set(names) != set(classes):
         raise XrayError(
-            f"{split_dir}: class folders {', '.join(names)} differ from the training split's {', '.join(classes)}"
+            f"{display_path(split_dir)}: class folders {', '.join(names)} differ from the training split's {', '.join(classes)}"
         )
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (split_dir / name).iterdir() if p.is_file() and is_image_file(p))
+        files = _image_files(split_dir / name)
         if not files:
-            raise XrayError(f"{split_dir / name}: no images (.jpeg, .jpg or .png) in this class folder")
+            raise XrayError(_no_images(split_dir / name))
         paths += files
         labels += [label] * len(files)
     return paths, labels, classes
@@ -83,23 +133,36 @@ def load_paths(
     skip_bad: bool = False,
     on_skip: Optional[Callable[[str], None]] = None,
 ) -> XrayData:
-    """Decode ``paths`` (two threads: PIL releases the GIL while decoding)."""
+    """Decode ``paths`` (two threads: PIL releases the GIL while decoding), or read them from the decode cache.
+
+    An unreadable file is an error naming it (and how many others are unreadable too), or,
+    with ``skip_bad``, is left out and reported to ``on_skip``, in path order. Either way a
+    class left with no readable image at all is an error: it would silently vanish.
+    """
 
     def decode(path: Path):
         try:
-            return load_image(path, image_size)
+            return load_image_cached(path, image_size)
         except ImageError as exc:
-            if not skip_bad:
-                raise
-            if on_skip:
-                on_skip(str(exc))
-            return None
+            return exc
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         decoded = list(pool.map(decode, paths))
-    keep = [i for i, img in enumerate(decoded) if img is not None]
+    bad = [i for i, img in enumerate(decoded) if isinstance(img, ImageError)]
+    if bad and not skip_bad:
+        others = f"1 of {len(bad)} unreadable files here; " if len(bad) > 1 else ""
+        raise ImageError(f"{decoded[bad[0]]} ({others}--skip-bad leaves unreadable files out)")
+    for i in bad:
+        if on_skip:
+            on_skip(str(decoded[i]))
+    keep = [i for i, img in enumerate(decoded) if not isinstance(img, ImageError)]
     if not keep:
         raise XrayError(f"no readable images among {len(paths)} files")
+    for label in sorted(set(labels)):
+        if not any(labels[i] == label for i in keep):
+            members = [p for p, lab in zip(paths, labels) if lab == label]
+            raise XrayError(f"{display_path(members[0].parent)}: none of its {len(members)} image files could be read "
+                            f"(class {classes[label]} would be left with no images)")
     return XrayData(
         images=torch.stack([decoded[i] for i in keep]),
         labels=torch.tensor([labels[i] for i in keep], dtype=torch.long),
@@ -125,8 +188,11 @@ def attach_masks(data: XrayData, mask_dir: Path) -> XrayData:
 
 
 def is_split_dir(folder: Path) -> bool:
-    """A folder whose subfolders are classes (``DATA/test``), not splits (``DATA``)."""
-    return folder.is_dir() and not (folder / "train").is_dir() and bool(_subdirs(folder))
+    """A folder whose subfolders are classes (``DATA/test``), not splits (``DATA``, or a ``DATA`` with only ``test/``)."""
+    if not folder.is_dir():
+        return False
+    subdirs = _subdirs(folder)
+    return bool(subdirs) and not any(d.name in SPLITS for d in subdirs)
 
 
 def load_folder(root: str | Path, image_size: int = 224, skip_bad: bool = False, on_skip=None) -> dict[str, XrayData]:
@@ -140,12 +206,13 @@ def load_folder(root: str | Path, image_size: int = 224, skip_bad: bool = False,
         paths, labels, classes = list_images(root)
         data = load_paths(paths, labels, classes, image_size, skip_bad, on_skip)
         return {"test": attach_masks(data, root.parent / "masks" / root.name)}
-    if not (root / "train").is_dir():
-        raise XrayError(f"{root}: no train/ folder (expected {root}/train/NORMAL, {root}/train/PNEUMONIA, ...)")
-    paths, labels, classes = list_images(root / "train")
-    splits = {"train": load_paths(paths, labels, classes, image_size, skip_bad, on_skip)}
-    for split in ("val", "test"):
-        if (root / split).is_dir():
-            paths, labels, _ = list_images(root / split, classes)
-            splits[split] = load_paths(paths, labels, classes, image_size, skip_bad, on_skip)
+    present = [split for split in SPLITS if (root / split).is_dir()]
+    if not present:
+        raise XrayError(f"{root}: no train/, val/ or test/ folder (expected {root}/train/NORMAL, {root}/train/PNEUMONIA, ...)")
+    # Train fixes the class order; without train/ (a folder holding only test/), the first split present does.
+    paths, labels, classes = list_images(root / present[0])
+    splits = {present[0]: load_paths(paths, labels, classes, image_size, skip_bad, on_skip)}
+    for split in present[1:]:
+        paths, labels, _ = list_images(root / split, classes)
+        splits[split] = load_paths(paths, labels, classes, image_size, skip_bad, on_skip)
     return {name: attach_masks(data, root / "masks" / name) for name, data in splits.items()}

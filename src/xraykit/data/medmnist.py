@@ -19,24 +19,48 @@ from ..interfaces import XrayData
 CLASSES = ("NORMAL", "PNEUMONIA")
 
 
+def _labels(path: Path, split: str, raw: np.ndarray, n: int) -> torch.Tensor:
+    """``{split}_labels`` as a 1-D tensor of 0 and 1, or an error saying what is wrong with it."""
+    name = f"{split}_labels"
+    if raw.dtype.kind not in "iub" or raw.ndim not in (1, 2) or (raw.ndim == 2 and raw.shape[1] != 1):
+        raise XrayError(f"{path}: {name} must be integers of shape N or N x 1 (one label per image), "
+                        f"got {raw.dtype} {tuple(raw.shape)}")
+    labels = torch.from_numpy(raw.reshape(-1).astype(np.int64))
+    if len(labels) != n:
+        raise XrayError(f"{path}: {name} has {len(labels)} labels for {n} images")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        raise XrayError(f"{path}: {name} holds {sorted(set(labels.tolist()) - {0, 1})[:3]}; "
+                        "PneumoniaMNIST labels are 0 (normal) and 1 (pneumonia)")
+    return labels
+
+
 def load_npz(path: str | Path, image_size: int) -> dict[str, XrayData]:
+    """Every split in a MedMNIST-style ``.npz``, images resized to ``image_size``.
+
+    >>> splits = load_npz("pneumoniamnist.npz", image_size=28)  # doctest: +SKIP
+    >>> splits["train"].class_counts()  # doctest: +SKIP
+    {'NORMAL': 1214, 'PNEUMONIA': 3494}
+    """
     path = Path(path)
     try:
-        # allow_pickle=False: an .npz is untrusted input like any checkpoint.
+        # allow_pickle=False: an .npz is untrusted input like any checkpoint; an object array
+        # (which only unpickling could read) is refused here.
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise XrayError(f"{path}: no such file") from None
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise XrayError(f"{path}: not a readable .npz file ({exc})") from None
     splits = {}
     for split in ("train", "val", "test"):
         if f"{split}_images" not in arrays:
             continue
+        if f"{split}_labels" not in arrays:
+            raise XrayError(f"{path}: {split}_images has no {split}_labels array beside it")
         images = torch.from_numpy(arrays[f"{split}_images"])
-        labels = torch.from_numpy(arrays[f"{split}_labels"]).reshape(-1).long()
         if images.dtype != torch.uint8 or images.dim() not in (3, 4):
             raise XrayError(f"{path}: {split}_images must be uint8 N x H x W, got {images.dtype} {tuple(images.shape)}")
+        labels = _labels(path, split, arrays[f"{split}_labels"], len(images))
         if images.dim() == 4:  # N x H x W x C -> gray
             images = images.float().mean(-1).round().to(torch.uint8)
         images = images[:, None]
@@ -45,6 +69,6 @@ def load_npz(path: str | Path, image_size: int) -> dict[str, XrayData]:
                                    antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
         splits[split] = XrayData(images=images, labels=labels, classes=CLASSES,
                                  patients=[f"{split}-{i}" for i in range(len(labels))])
-    if "train" not in splits and "test" not in splits:
-        raise XrayError(f"{path}: no train_images or test_images arrays (is this a MedMNIST file?)")
+    if not splits:
+        raise XrayError(f"{path}: no train_images, val_images or test_images arrays (is this a MedMNIST file?)")
     return splits

@@ -7,7 +7,7 @@ byte-identical copies) would otherwise sit on both sides and flatter the validat
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import torch
 
@@ -17,8 +17,17 @@ from ..interfaces import XrayData
 def patient_split(data: XrayData, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
     """Indices ``(train, val)``: about ``val_fraction`` of each class held out, by patient.
 
-    Patients are shuffled (by ``seed``) within their class and moved to validation until
-    each class has its share, so the class balance of both sides matches the whole.
+    Each patient counts for the class most of its images have. Within a class, patients are
+    shuffled (by ``seed``) and moved to validation while that brings the class's validation
+    count closer to its share, so both sides keep the class balance of the whole (with one
+    image per patient, within one image of ``val_fraction`` of each class). A class with two
+    patients or more always gets one in validation; a patient whose move would leave some
+    class without a training image stays in training.
+
+    >>> from xraykit.data.synthetic import synthesize
+    >>> train, val = patient_split(synthesize(20, size=16), 0.1)
+    >>> len(train), len(val)
+    (18, 2)
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
@@ -29,23 +38,39 @@ def patient_split(data: XrayData, val_fraction: float, seed: int = 0) -> tuple[l
     labels = data.labels.tolist()
     by_class: dict[int, list[str]] = defaultdict(list)
     for p, idx in groups.items():
-        majority = max(set(labels[i] for i in idx), key=[labels[i] for i in idx].count)
-        by_class[majority].append(p)
+        own = [labels[i] for i in idx]
+        by_class[max(sorted(set(own)), key=own.count)].append(p)
+
+    left_in_train = Counter(labels)  # images of each class still in training
+    val: list[int] = []
+
+    def move(patient: str) -> int:
+        """Move ``patient`` to validation unless a class would lose its last training image."""
+        idx = groups[patient]
+        moved = Counter(labels[i] for i in idx)
+        if any(left_in_train[c] <= n for c, n in moved.items()):
+            return 0
+        left_in_train.subtract(moved)
+        val.extend(idx)
+        return len(idx)
 
     g = torch.Generator().manual_seed(seed)
-    val: list[int] = []
     for label in sorted(by_class):
         members = sorted(by_class[label])
-        order = torch.randperm(len(members), generator=g).tolist()
+        order = [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
         target = round(val_fraction * sum(len(groups[p]) for p in members))
         if len(members) > 1:
             target = max(target, 1)
         taken = 0
-        for j in order[: len(members) - 1]:  # always leave a patient of each class for training
+        for patient in order:
             if taken >= target:
                 break
-            val += groups[members[j]]
-            taken += len(groups[members[j]])
+            if abs(taken + len(groups[patient]) - target) < abs(taken - target):  # closer to the share
+                taken += move(patient)
+        if taken == 0 and target > 0:  # every patient has more images than the share: hold out the smallest
+            for patient in sorted(order, key=lambda p: len(groups[p])):
+                if move(patient):
+                    break
     val_set = set(val)
     train = [i for i in range(len(data)) if i not in val_set]
     return train, sorted(val)

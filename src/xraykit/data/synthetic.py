@@ -36,26 +36,44 @@ def _ellipse(xx, yy, cx, cy, rx, ry):
     return ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
 
 
+def _start(index: int, seed: int, pneumonia_fraction: float):
+    """Image ``index``'s own generator, a uniform draw on it, and its label (the first draw)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()  # noqa: E731
+    label = int(torch.rand((), generator=g).item() < pneumonia_fraction)
+    return g, u, label
+
+
+def _chest(xx: torch.Tensor, yy: torch.Tensor, u) -> tuple[torch.Tensor, torch.Tensor]:
+    """The body (a soft-tissue ellipse on dark air) and two lung fields, slightly different each time."""
+    body = _ellipse(xx, yy, 0, u(0.0, 0.1), u(0.82, 0.95), u(1.05, 1.25)) < 1
+    lungs = torch.zeros(xx.shape, dtype=torch.bool)
+    for side in (-1, 1):
+        lungs |= _ellipse(xx, yy, side * u(0.33, 0.42), u(-0.12, 0.02), u(0.22, 0.29), u(0.52, 0.66)) < 1
+    return body, lungs
+
+
+def lung_fields(index: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """The lung fields (``bool (size, size)``) of image ``index``: the only place its lesions may be.
+
+    Drawn exactly as :func:`synthesize_one` draws them, so a lesson (or a test) can check
+    that a mask, or a Class Activation Map, stays inside the lungs.
+    """
+    _, u, _ = _start(index, seed, 0.5)
+    c = torch.linspace(-1, 1, size)
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    return _chest(xx, yy, u)[1]
+
+
 def synthesize_one(
     index: int, size: int = 64, seed: int = 0, lesion_contrast: float = 0.35, pneumonia_fraction: float = 0.5
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
     """One image: ``(uint8 (size, size), label, bool mask (size, size))``."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + index)
-    u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()  # noqa: E731
-    label = int(torch.rand((), generator=g).item() < pneumonia_fraction)
-
+    g, u, label = _start(index, seed, pneumonia_fraction)
     c = torch.linspace(-1, 1, size)
     yy, xx = torch.meshgrid(c, c, indexing="ij")
-
-    # Body: a bright-ish soft-tissue ellipse on dark air.
-    body = _ellipse(xx, yy, 0, u(0.0, 0.1), u(0.82, 0.95), u(1.05, 1.25)) < 1
+    body, lungs = _chest(xx, yy, u)
     img = torch.where(body, torch.tensor(0.58), torch.tensor(0.08))
-
-    # Two lung fields, slightly different each time; their union is where lesions may go.
-    lungs = torch.zeros(size, size, dtype=torch.bool)
-    for side in (-1, 1):
-        d = _ellipse(xx, yy, side * u(0.33, 0.42), u(-0.12, 0.02), u(0.22, 0.29), u(0.52, 0.66))
-        lungs |= d < 1
     img = torch.where(lungs, torch.tensor(0.22), img)
 
     # Mediastinum and spine: bright vertical structures down the middle.

@@ -1,0 +1,98 @@
+"""MkDocs hooks: the reference pages are generated from the code, so they cannot drift from it.
+
+A page holds a marker comment and the build replaces it:
+
+- ``<!-- xraykit:cli-reference -->``: ``xraykit --help`` and ``xraykit COMMAND --help`` for
+  every command of the Typer app, exactly as a terminal prints them;
+- ``<!-- xraykit:hooks-reference -->``: every hook in ``xraykit/hookspecs.py``, with its
+  exact signature and docstring.
+
+``mkdocs.yml`` loads this file under ``hooks:``; ``tests/test_docs.py`` calls the same
+functions, so a command or a hook missing from the docs fails the test suite.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+CLI_MARKER = "<!-- xraykit:cli-reference -->"
+HOOKS_MARKER = "<!-- xraykit:hooks-reference -->"
+
+# Typer reads TYPER_USE_RICH when it is imported, so the help is rendered in a fresh process:
+# plain text at a fixed width, what `xraykit COMMAND --help` prints in an 100-column terminal.
+_HELP_SCRIPT = """
+import json, typer
+from typer.testing import CliRunner
+from xraykit.cli import app
+names = list(typer.main.get_command(app).commands)
+run = lambda args: CliRunner().invoke(app, args, prog_name="xraykit", terminal_width=100).output
+print(json.dumps({"": run(["--help"]), **{name: run([name, "--help"]) for name in names}}))
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def cli_help() -> dict[str, str]:
+    """``{command: help text}`` for every command, and ``""`` for ``xraykit --help`` itself."""
+    env = {**os.environ, "TYPER_USE_RICH": "0", "COLUMNS": "100", "NO_COLOR": "1"}
+    done = subprocess.run([sys.executable, "-c", _HELP_SCRIPT], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not render the CLI help:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _summary(help_text: str) -> str:
+    """The paragraph after the usage line: the command's docstring."""
+    paragraphs = [p.strip() for p in help_text.split("\n\n")]
+    return " ".join(paragraphs[1].split()) if len(paragraphs) > 1 else ""
+
+
+def cli_reference() -> str:
+    """Markdown: one section per command, its summary and its ``--help`` output."""
+    helps = cli_help()
+    lines = ["```text", "$ xraykit --help", helps[""].rstrip(), "```", ""]
+    for name, text in helps.items():
+        if not name:
+            continue
+        lines += [f"## `xraykit {name}`", "", _summary(text), "", "```text", f"$ xraykit {name} --help",
+                  text.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def hookspecs() -> dict[str, object]:
+    """The hook specifications, by name, in the order ``hookspecs.py`` defines them."""
+    from xraykit import hookspecs as module
+
+    return {name: fn for name, fn in vars(module).items() if callable(fn) and hasattr(fn, "xraykit_spec")}
+
+
+def hook_signature(fn) -> str:
+    """``def name(params)`` exactly as ``hookspecs.py`` declares it."""
+    return f"def {fn.__name__}{inspect.signature(fn)}"
+
+
+def hooks_reference() -> str:
+    """Markdown: one section per hook, its exact signature and its docstring."""
+    lines = []
+    for name, fn in hookspecs().items():
+        doc = inspect.getdoc(fn) or ""
+        lines += [f"### `{name}`", "", "```python", "@xraykit.hookimpl", f"{hook_signature(fn)}:", "    ...",
+                  "```", "", doc, ""]
+    return "\n".join(lines)
+
+
+def render(markdown: str) -> str:
+    """Replace the markers in one page's Markdown by the generated reference."""
+    if CLI_MARKER in markdown:
+        markdown = markdown.replace(CLI_MARKER, cli_reference())
+    if HOOKS_MARKER in markdown:
+        markdown = markdown.replace(HOOKS_MARKER, hooks_reference())
+    return markdown
+
+
+def on_page_markdown(markdown: str, **kwargs) -> str:
+    return render(markdown)

@@ -1,0 +1,76 @@
+"""The command line: every command explains itself, `demo` writes its run folder, bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from xraykit.cli import app
+
+WIDE = {"COLUMNS": "250"}  # rich wraps at 80 columns when it cannot see a terminal
+COMMANDS = sorted(typer.main.get_command(app).commands.items())
+
+
+def words(text: str) -> str:
+    """Text with rich's box drawing and line wrapping taken out."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def test_the_app_has_commands():
+    assert {"demo", "train", "evaluate", "plugins"} <= {name for name, _ in COMMANDS}
+
+
+@pytest.mark.parametrize("name,command", COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_every_command_explains_its_purpose_in_help(name, command):
+    result = CliRunner().invoke(app, [name, "--help"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    purpose = command.help.strip().splitlines()[0]
+    assert purpose and words(purpose) in words(result.output)
+    assert f"xraykit {name}" in words(result.output) or f" {name} " in words(result.output)
+
+
+def test_the_app_help_lists_every_command():
+    result = CliRunner().invoke(app, ["--help"], env=WIDE)
+    assert result.exit_code == 0
+    for name, _ in COMMANDS:
+        assert name in result.output
+
+
+def test_demo_at_a_tiny_size_writes_a_complete_run_folder_and_says_imagenet_was_unavailable(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--n", "48", "--image-size", "32", "--epochs", "1",
+                                      "--out", str(out), "--quiet"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    for name in ("loss_curves.png", "metrics.json", "misclassified.png", "cam.png", "report.md"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["tasks"]) == 2
+    for task in metrics["tasks"].values():
+        assert 0 <= task["accuracy"] <= 1
+        assert set(task["per_class_accuracy"]) == {"NORMAL", "PNEUMONIA"}
+        assert sum(map(sum, task["confusion_matrix"])) == task["n"] == 12
+
+    fallback = "Task 1.2 fine-tunes from the demo's own Task 1.1 checkpoint"
+    assert fallback in (out / "report.md").read_text()
+    assert fallback in words(result.output)
+    assert str(out / "report.md") in words(result.output)
+    assert "Test results" in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "/no/such/dir"],
+    ["train", "/no/such/dir", "--task", "finetune"],
+    ["evaluate", "/no/such/run", "synthetic"],
+    ["predict", "/no/such/run", "/no/such/image.png"],
+], ids=["train", "train-finetune", "evaluate", "predict"])
+def test_a_wrong_path_is_one_error_line_and_exit_code_2(args):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "/no/such/" in lines[0]
+    assert "Traceback" not in result.output

@@ -1,0 +1,110 @@
+"""A stopped run, resumed, ends exactly where the uninterrupted run ends (on the CPU).
+
+Each epoch's sample order and augmentation are functions of (seed, epoch), and the last
+checkpoint holds the model, optimizer and scheduler state: so stopping after an epoch and
+continuing must give bit-identical weights and the same history (apart from the timings).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import xraykit
+from xraykit import cli
+from xraykit.data.synthetic import synthetic_splits
+from xraykit.errors import XrayError
+from xraykit.runs import Run
+from xraykit.training import Callbacks
+
+# One batch per epoch keeps every test to a handful of optimizer steps.
+TINY = dict(batch_size=32, image_size=32, device="cpu", quiet=True)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return synthetic_splits(n=24, size=32, seed=5)
+
+
+class StopAfter(Callbacks):
+    """Ctrl-C at the end of epoch ``n``, after its checkpoint is written."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_epoch_end(self, record: dict) -> None:
+        if record["epoch"] == self.n:
+            raise KeyboardInterrupt
+
+
+def without_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def assert_same_run(resumed: Run, straight: Run) -> None:
+    a, b = resumed.load_checkpoint("last"), straight.load_checkpoint("last")
+    assert a["epoch"] == b["epoch"] == 3
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert without_seconds(resumed.history) == without_seconds(straight.history)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+
+def interrupted_then_resumed(splits, tmp_path, **kwargs) -> Run:
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        xraykit.train(splits, out=out, epochs=3, callbacks=StopAfter(2), **TINY, **kwargs)
+    assert len(Run(out).history) == 2
+    return xraykit.resume(out, data=splits, quiet=True)
+
+
+def test_finetune_resumed_after_a_stop_equals_the_uninterrupted_run(splits, tmp_path, fake_imagenet_file):
+    kwargs = dict(task="finetune", weights=str(fake_imagenet_file))
+    straight = xraykit.train(splits, out=tmp_path / "straight", epochs=3, **TINY, **kwargs)
+    assert_same_run(interrupted_then_resumed(splits, tmp_path, **kwargs), straight)
+
+
+def test_strong_recipe_resumed_after_a_stop_equals_the_uninterrupted_run(splits, tmp_path):
+    # Augmentation draws and the cosine learning rate must both continue where they stopped.
+    kwargs = dict(task="scratch", recipe="strong")
+    straight = xraykit.train(splits, out=tmp_path / "straight", epochs=3, **TINY, **kwargs)
+    assert straight.config.augment and straight.config.schedule == "cosine"
+    assert_same_run(interrupted_then_resumed(splits, tmp_path, **kwargs), straight)
+
+
+def test_scratch_from_a_folder_extended_with_the_cli_equals_the_uninterrupted_run(tmp_path):
+    data = xraykit.synth(tmp_path / "data", n=20, size=32, seed=2)
+    runner = CliRunner()
+    common = [str(data), "--task", "scratch", "--image-size", "32", "--batch-size", "32", "--device", "cpu", "--quiet"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for args in ([*common, "--epochs", "3", "--out", str(straight)],
+                 [*common, "--epochs", "2", "--out", str(stopped)],
+                 ["--resume", str(stopped), "--epochs", "3", "--quiet"]):
+        result = runner.invoke(cli.app, ["train", *args])
+        assert result.exit_code == 0, result.output
+    assert_same_run(Run(stopped), Run(straight))
+    assert Run(stopped).config.epochs == 3
+
+
+@pytest.mark.parametrize("args, epochs", [([], None), (["--epochs", "10"], 10), (["--epochs", "4"], 4)])
+def test_train_resume_passes_on_exactly_the_epochs_given(monkeypatch, tmp_path, args, epochs):
+    # 10 is also the default of --epochs: an explicit --epochs 10 must still extend the run.
+    asked = []
+
+    def fake_resume(run, epochs="not given", **_):
+        asked.append(epochs)
+        raise XrayError("stop here")
+
+    monkeypatch.setattr(xraykit.api, "resume", fake_resume)
+    result = CliRunner().invoke(cli.app, ["train", "--resume", str(tmp_path), *args])
+    assert result.exit_code == 2 and asked == [epochs]
+
+
+def test_resuming_a_finished_run_changes_nothing(splits, tmp_path):
+    run = xraykit.train(splits, "scratch", out=tmp_path / "run", epochs=1, **TINY)
+    before = run.load_checkpoint("last")["model"]["fc.weight"].clone()
+    again = xraykit.resume(run, data=splits, quiet=True)
+    assert torch.equal(again.load_checkpoint("last")["model"]["fc.weight"], before)
+    assert len(again.history) == 1

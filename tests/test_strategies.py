@@ -1,0 +1,112 @@
+"""The two teaching strategies: "scratch" trains everything, "finetune" only the head.
+
+A frozen backbone stays frozen: its parameters AND its BatchNorm running statistics are
+bit-identical after fine-tuning steps, checked for every registered backbone.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xraykit import plugins
+from xraykit.training import set_train_mode
+
+BACKBONES = sorted(plugins.entries("backbone"))
+
+
+@pytest.fixture(params=BACKBONES)
+def backbone(request):
+    return plugins.get("backbone", request.param)
+
+
+def take_steps(model, backbone, strategy, steps: int, batch: int, seed: int, size: int = 32):
+    """Freeze as the strategy says, then ``steps`` optimizer steps on random images, as the trainer does."""
+    strategy.freeze(model, backbone)
+    optimizer = strategy.optimizer([p for p in model.parameters() if p.requires_grad], lr=strategy.lr)
+    g = torch.Generator().manual_seed(seed)
+    num_classes = model.get_submodule(backbone.head).out_features
+    for _ in range(steps):
+        set_train_mode(model)
+        x = torch.randn(batch, 1, size, size, generator=g)
+        y = torch.randint(num_classes, (batch,), generator=g)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return optimizer
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer (BatchNorm running mean, variance and batch count included)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def is_head(key: str, backbone) -> bool:
+    return key.startswith(backbone.head + ".")
+
+
+def test_scratch_and_finetune_have_the_documented_defaults():
+    scratch, finetune = plugins.get("strategy", "scratch"), plugins.get("strategy", "finetune")
+    assert (scratch.optimizer, scratch.lr, scratch.weights) == (torch.optim.Adam, 1e-3, None)
+    assert (finetune.optimizer, finetune.lr, finetune.weights) == (torch.optim.Adam, 1e-4, "imagenet")
+    entries = plugins.entries("strategy")
+    assert entries["scratch"].plugin == entries["finetune"].plugin == "xraykit.builtin.strategies"
+
+
+def test_finetune_leaves_only_the_head_trainable(backbone):
+    model = backbone.build(2)
+    plugins.get("strategy", "finetune").freeze(model, backbone)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    head = {f"{backbone.head}.{name}" for name, _ in model.get_submodule(backbone.head).named_parameters()}
+    assert trainable == head and head
+
+
+def test_the_finetune_optimizer_holds_only_head_parameters(backbone):
+    model = backbone.build(2)
+    optimizer = take_steps(model, backbone, plugins.get("strategy", "finetune"), steps=1, batch=2, seed=0)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert held == {id(p) for p in model.get_submodule(backbone.head).parameters()}
+
+
+@settings(max_examples=4)
+@given(steps=st.integers(2, 4), batch=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_finetune_steps_keep_every_backbone_parameter_and_buffer_bit_identical(backbone, steps, batch, seed):
+    torch.manual_seed(seed)
+    model = backbone.build(2)
+    before = snapshot(model)
+    take_steps(model, backbone, plugins.get("strategy", "finetune"), steps, batch, seed)
+    after = snapshot(model)
+    frozen = [k for k in before if not is_head(k, backbone)]
+    assert any("running_mean" in k for k in frozen) or not any("running" in k for k in before)
+    changed = [k for k in frozen if not torch.equal(before[k], after[k])]
+    assert changed == [], f"frozen tensors changed: {changed[:5]}"
+    assert any(not torch.equal(before[k], after[k]) for k in before if is_head(k, backbone)), "the head did not learn"
+
+
+def test_plain_train_mode_would_let_frozen_batchnorm_statistics_drift():
+    """Why ``set_train_mode`` exists: ``model.train()`` updates running statistics of frozen layers."""
+    backbone = plugins.get("backbone", "resnet18")
+    model = backbone.build(2)
+    plugins.get("strategy", "finetune").freeze(model, backbone)
+    before = model.bn1.running_mean.clone()
+    model.train()
+    model(torch.randn(2, 1, 32, 32))
+    assert not torch.equal(before, model.bn1.running_mean)
+
+
+@settings(max_examples=3)
+@given(seed=st.integers(0, 2**16))
+def test_scratch_trains_every_parameter(backbone, seed):
+    torch.manual_seed(seed)
+    model = backbone.build(2)
+    before = dict(model.named_parameters())
+    before = {k: v.detach().clone() for k, v in before.items()}
+    optimizer = take_steps(model, backbone, plugins.get("strategy", "scratch"), steps=2, batch=4, seed=seed)
+    assert all(p.requires_grad for p in model.parameters())
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(before)
+    unchanged = [k for k, p in model.named_parameters() if torch.equal(before[k], p.detach())]
+    assert unchanged == [], f"parameters that did not train: {unchanged[:5]}"
