@@ -48,7 +48,8 @@ RUN_PAGES = {
 }
 VENV_PAGES = {"tutorials/plugin.md"}
 
-_FENCE = re.compile(r"^```(?P<lang>[\w-]*)(?P<info>[^\n]*)\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
+_FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
+                    re.M | re.S)
 _NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>[^>]*?)\s*-->\s*$")
 _SHELL = re.compile(r"[|&;<>$`(){}]")
 
@@ -69,7 +70,8 @@ def blocks(page: Path) -> list[Block]:
         title = re.search(r'title="([^"]+)"', m.group("info"))
         before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
         reason = _NOT_RUN.search(before)
-        found.append(Block(m.group("lang"), title.group(1) if title else None, m.group("body"),
+        body = textwrap.dedent(m.group("body")) if m.group("indent") else m.group("body")
+        found.append(Block(m.group("lang"), title.group(1) if title else None, body,
                            reason.group("reason") if reason else None, text[: m.start()].count("\n") + 1))
     return found
 

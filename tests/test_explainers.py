@@ -19,7 +19,7 @@ CAM_BACKBONES = sorted(name for name, e in plugins.entries("backbone").items() i
 RESNET18 = plugins.get("backbone", "resnet18")
 
 # Cheap settings for the slow methods; the laws do not depend on them.
-FAST = {"occlusion": {"patch": 16}, "integrated-gradients": {"steps": 8}}
+FAST = {"occlusion": {"patch": 16}, "integrated-gradients": {"steps": 4}}
 
 
 def _model(seed: int, backbone: Backbone = RESNET18) -> torch.nn.Module:
@@ -27,8 +27,8 @@ def _model(seed: int, backbone: Backbone = RESNET18) -> torch.nn.Module:
     return backbone.build(2).eval()
 
 
-def _inputs(seed: int, batch: int, size: int) -> torch.Tensor:
-    return torch.randn(batch, 1, size, size, generator=torch.Generator().manual_seed(seed))
+def _inputs(seed: int, batch: int, size: int, width: int | None = None) -> torch.Tensor:
+    return torch.randn(batch, 1, size, width or size, generator=torch.Generator().manual_seed(seed))
 
 
 def _explain(method: str, model, x, targets, backbone=RESNET18, **options):
@@ -79,11 +79,12 @@ def test_cam_defaults_are_the_papers_relu_then_bilinear_upsampling():
 
 @pytest.mark.parametrize("method", EXPLAINERS)
 @settings(max_examples=3)
-@given(seed=st.integers(0, 2**16), batch=st.integers(1, 3), size=st.sampled_from([32, 48, 64]))
-def test_every_explainer_returns_one_finite_map_per_image_at_the_input_size(method, seed, batch, size):
-    model, x = _model(seed), _inputs(seed, batch, size)
+@given(seed=st.integers(0, 2**16), batch=st.integers(1, 3), height=st.sampled_from([32, 48]),
+       width=st.sampled_from([32, 40]))
+def test_every_explainer_returns_one_finite_map_per_image_at_the_input_size(method, seed, batch, height, width):
+    model, x = _model(seed), _inputs(seed, batch, height, width)
     maps = _explain(method, model, x, torch.ones(batch, dtype=torch.long))
-    assert maps.shape == (batch, size, size)
+    assert maps.shape == (batch, height, width)
     assert torch.isfinite(maps).all()
 
 
@@ -106,10 +107,10 @@ def test_an_images_map_does_not_depend_on_the_rest_of_its_batch(method):
 @pytest.mark.parametrize("method", EXPLAINERS)
 def test_every_explainer_works_for_every_backbone_that_declares_a_cam_layer(method, backbone):
     bb = plugins.get("backbone", backbone)
-    model = _model(0, bb)
-    for batch in (1, 2):
-        maps = _explain(method, model, _inputs(batch, batch, 32), torch.zeros(batch, dtype=torch.long), bb)
-        assert maps.shape == (batch, 32, 32)
+    cheapest = {"occlusion": {"patch": 32}, "integrated-gradients": {"steps": 1}}.get(method, {})
+    maps = _explain(method, _model(0, bb), _inputs(0, 2, 32), torch.tensor([0, 1]), bb, **cheapest)
+    assert maps.shape == (2, 32, 32)
+    assert torch.isfinite(maps).all()
 
 
 def test_methods_that_need_a_cam_layer_say_so_and_refuse_a_backbone_without_one():
@@ -189,7 +190,7 @@ def test_integrated_gradients_attributions_add_up_to_the_score_difference_from_b
     black = torch.full_like(x, black_level(RESNET18))
     with torch.no_grad():
         gap = (model(x) - model(black))[0, 1].item()
-    total = integrated_gradients(model, x, t, RESNET18, steps=200).sum().item()
+    total = integrated_gradients(model, x, t, RESNET18, steps=64).sum().item()
     assert total == pytest.approx(gap, rel=0.05, abs=1e-3)
 
 

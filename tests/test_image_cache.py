@@ -74,20 +74,23 @@ def test_cached_pixels_equal_a_fresh_decode(folder):
 def test_a_modified_file_is_decoded_again(folder, decoder_calls):
     path = folder / "train" / "NORMAL" / "n1.png"
     before = cache.load_image_cached(path, 24)
+    one_decode = len(decoder_calls)
     write_image(path, seed=99, mtime=AN_HOUR_AGO + 60)
     after = cache.load_image_cached(path, 24)
-    assert len(decoder_calls) == 2
+    assert len(decoder_calls) == 2 * one_decode > 0
     assert torch.equal(after, cache.load_image(path, 24))
     assert not torch.equal(before, after)
 
 
 def test_another_size_is_another_entry(folder, decoder_calls):
     path = folder / "train" / "NORMAL" / "n0.png"
-    small, large = cache.load_image_cached(path, 24), cache.load_image_cached(path, 32)
+    small = cache.load_image_cached(path, 24)
+    one_decode = len(decoder_calls)
+    large = cache.load_image_cached(path, 32)
     assert small.shape == (1, 24, 24) and large.shape == (1, 32, 32)
-    assert len(decoder_calls) == 2
+    assert len(decoder_calls) == 2 * one_decode > 0
     cache.load_image_cached(path, 24), cache.load_image_cached(path, 32)
-    assert len(decoder_calls) == 2
+    assert len(decoder_calls) == 2 * one_decode
 
 
 @pytest.mark.parametrize("garbage", [
@@ -98,10 +101,11 @@ def test_another_size_is_another_entry(folder, decoder_calls):
 def test_a_corrupt_entry_is_ignored_and_rebuilt(folder, decoder_calls, garbage):
     path = folder / "train" / "NORMAL" / "n0.png"
     expected = cache.load_image_cached(path, 24)
+    one_decode = len(decoder_calls)
     entry, _ = cache.entry_path(cache.cache_dir(), path, 24)
     entry.write_bytes(garbage)
     assert torch.equal(cache.load_image_cached(path, 24), expected)
-    assert len(decoder_calls) == 2
+    assert len(decoder_calls) == 2 * one_decode > 0
     assert np.array_equal(np.load(entry, allow_pickle=False), expected.numpy())
 
 
@@ -119,16 +123,18 @@ def test_a_file_modified_just_now_is_not_cached_yet(tmp_path, monkeypatch, decod
     path = tmp_path / "fresh.png"
     write_image(path, seed=1, mtime=time.time())
     cache.load_image_cached(path, 24)
+    one_decode = len(decoder_calls)
     cache.load_image_cached(path, 24)
-    assert len(decoder_calls) == 2
+    assert len(decoder_calls) == 2 * one_decode > 0
     assert not (tmp_path / "cache").exists()
 
 
 def test_the_cache_can_be_turned_off(folder, monkeypatch, decoder_calls, tmp_path):
     monkeypatch.setenv("XRAYKIT_CACHE_DIR", "off")
     load_folder(folder, image_size=24)
+    first_load = len(decoder_calls)
     load_folder(folder, image_size=24)
-    assert len(decoder_calls) == 12
+    assert len(decoder_calls) == 2 * first_load >= 12
     assert not (tmp_path / "cache").exists()
 
 

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import api, distributed, plugins
@@ -305,8 +306,8 @@ def plugins_command():
         ft = Table(title="failed plugins")
         ft.add_column("plugin")
         ft.add_column("reason")
-        for f in failed:
-            ft.add_row(f.plugin, f.reason)
+        for f in failed:  # a reason is an exception's text: print it as it is, never as rich markup
+            ft.add_row(escape(f.plugin), escape(f.reason))
         console.print(ft)
 
 

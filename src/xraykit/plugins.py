@@ -82,8 +82,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         try:
             pm.register(ep.load(), name=ep.name)
-        except Exception as exc:  # a broken plugin must not break the CLI
-            _load_failures.append(Failure(ep.name, f"failed to load: {type(exc).__name__}: {exc}"))
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break the CLI, not even by sys.exit()
+            _load_failures.append(Failure(ep.name, _failed_to_load(exc)))
 
 
 def _load_env_plugins(pm: pluggy.PluginManager) -> None:
@@ -99,8 +99,26 @@ def _load_env_plugins(pm: pluggy.PluginManager) -> None:
             else:
                 module = importlib.import_module(spec)
             pm.register(module, name=spec)
-        except Exception as exc:
-            _load_failures.append(Failure(spec, f"failed to load: {type(exc).__name__}: {exc}"))
+        except (Exception, SystemExit) as exc:
+            _load_failures.append(Failure(spec, _failed_to_load(exc)))
+
+
+def _failed_to_load(exc: BaseException) -> str:
+    """One line, whatever the plugin raised (a multi-line message keeps its first line)."""
+    lines = str(exc).strip().splitlines()
+    return f"failed to load: {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
+
+
+def reset() -> None:
+    """Forget the plugin manager and its failures; the next use loads every plugin again.
+
+    The manager is created once per process, reading ``XRAYKIT_PLUGINS`` and the installed
+    entry points at that moment. Tests and notebooks that change either (or register
+    plugins by hand) call ``reset()`` to start again from the built-ins.
+    """
+    global _pm
+    _pm = None
+    _load_failures.clear()
 
 
 def register(plugin: object, name: str | None = None) -> str:
@@ -162,5 +180,8 @@ def get(kind: str, name: str) -> Any:
     known = entries(kind)
     if name not in known:
         names = ", ".join(sorted(known)) or "none"
-        raise XrayError(f"Unknown {kind} '{name}'. Known: {names}")
+        failed = failures()
+        hint = (f" ({len(failed)} plugin{'s' if len(failed) != 1 else ''} failed to load or register: "
+                f"see `xraykit plugins`)") if failed else ""
+        raise XrayError(f"Unknown {kind} '{name}'. Known: {names}{hint}")
     return known[name].obj

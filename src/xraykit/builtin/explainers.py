@@ -107,6 +107,7 @@ def guided_grad_cam(
     _check_upsample(upsample)
     if upsample == "none":
         raise XrayError("guided-gradcam multiplies by a pixel-level map, so it needs an upsampling mode, not 'none'")
+    inputs = inputs if inputs.requires_grad else inputs.detach().requires_grad_()
     with evaluating(model), warnings.catch_warnings():
         # Captum warns that it hooks the ReLUs; it removes the hooks again, which the tests check.
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
