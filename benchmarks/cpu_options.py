@@ -20,6 +20,11 @@ import torch.nn.functional as F
 from xraykit.builtin.resnet import build_resnet18
 
 
+# Wall-clock time by default; ``--clock cpu`` counts only this process's CPU time, which other
+# programs on a shared machine barely change (use it with ``--threads 1``: idle threads spin).
+clock = time.perf_counter
+
+
 def make_step(model, optimizer, channels_last: bool, bf16: bool, compiled: bool):
     forward = torch.compile(model) if compiled else model
 
@@ -44,6 +49,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per option, taking turns (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="'cpu': this process's CPU seconds, steady on a shared machine (with --threads 1)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (its first step compiles for minutes)")
     args = parser.parse_args()
 
@@ -57,7 +64,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size} at {args.image_size} px")
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, batch {args.batch_size} at {args.image_size} px")
     steps, first, errors = {}, {}, {}
     reference = None
     for name, cl, bf16, comp in options:
@@ -67,9 +76,9 @@ def main() -> None:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         steps[name] = make_step(model, optimizer, cl, bf16, comp)
-        started = time.perf_counter()
+        started = clock()
         loss, grads = steps[name](x, y)  # warm-up (torch.compile compiles here); also the exactness check
-        first[name] = time.perf_counter() - started
+        first[name] = clock() - started
         if reference is None:
             reference = (loss, grads)
         errors[name] = (abs(loss - reference[0]), ((grads - reference[1]).norm() / reference[1].norm()).item())
@@ -78,9 +87,9 @@ def main() -> None:
     times = {name: [] for name in steps}
     for _ in range(args.steps):
         for name, step in steps.items():
-            started = time.perf_counter()
+            started = clock()
             step(x, y)
-            times[name].append(time.perf_counter() - started)
+            times[name].append(clock() - started)
     print(f"{'option':32s} {'images/s':>9s} {'s/step':>7s} {'first step s':>12s} {'|dloss|':>9s} {'grad rel err':>12s}")
     for name, t in times.items():
         best = min(t)

@@ -17,6 +17,7 @@ import functools
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -39,7 +40,8 @@ print(json.dumps({"": run(["--help"]), **{name: run([name, "--help"]) for name i
 def cli_help() -> dict[str, str]:
     """``{command: help text}`` for every command, and ``""`` for ``xraykit --help`` itself."""
     env = {**os.environ, "TYPER_USE_RICH": "0", "COLUMNS": "100", "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-c", _HELP_SCRIPT], env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-c", _HELP_SCRIPT], env=env, capture_output=True, text=True, check=False,
+                          stdin=subprocess.DEVNULL, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"could not render the CLI help:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -96,3 +98,12 @@ def render(markdown: str) -> str:
 
 def on_page_markdown(markdown: str, **kwargs) -> str:
     return render(markdown)
+
+
+# Docstrings in the code use Sphinx roles (":class:`xraykit.Backbone`"); on this site the name
+# alone, set as code, reads better than the role left as text.
+_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):(<code>)")
+
+
+def on_page_content(html: str, **kwargs) -> str:
+    return _ROLE.sub(r"\1", html)

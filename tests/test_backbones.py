@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -16,6 +16,8 @@ import xraykit
 from xraykit import plugins
 
 BACKBONES = sorted(plugins.entries("backbone"))
+# Shrinking a failure would rebuild models hundreds of times (and keep them alive): report the first one.
+NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
 @pytest.fixture(params=BACKBONES)
@@ -29,7 +31,7 @@ def test_resnet18_is_registered_by_the_builtin_plugin():
     assert (entry.obj.head, entry.obj.stem, entry.obj.cam_layer) == ("fc", "conv1", "layer4")
 
 
-@settings(max_examples=8)
+@settings(max_examples=8, phases=NO_SHRINK)
 @given(batch=st.integers(1, 4), num_classes=st.integers(2, 5), size=st.integers(32, 96))
 def test_logits_are_batch_by_num_classes_for_any_image_size(backbone, batch, num_classes, size):
     model = backbone.build(num_classes).eval()
@@ -39,7 +41,7 @@ def test_logits_are_batch_by_num_classes_for_any_image_size(backbone, batch, num
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
 
 
-@settings(max_examples=4)
+@settings(max_examples=4, phases=NO_SHRINK)
 @given(num_classes=st.integers(2, 5))
 def test_the_named_head_is_a_module_with_num_classes_outputs(backbone, num_classes):
     head = backbone.build(num_classes).get_submodule(backbone.head)

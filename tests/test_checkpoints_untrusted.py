@@ -170,6 +170,7 @@ def test_a_run_checkpoint_whose_head_does_not_fit_its_config_is_an_error_not_a_r
 @pytest.mark.parametrize("content, words", [
     (b"", "not a readable PyTorch weights file"),
     (b"these are not weights\n", "not a readable PyTorch weights file"),
+    (b"not weights", "not a readable PyTorch weights file"),  # 'n' parses as a pickle opcode: still not "hostile"
     (None, "a folder"),
 ])
 def test_a_weights_path_that_is_not_a_weights_file_is_one_clear_line(tmp_path, content, words):

@@ -44,38 +44,53 @@ PLUGIN = textwrap.dedent('''
 ''')
 
 
-def xraykit_train(out, *args, nproc: int = 1, env=None) -> subprocess.CompletedProcess:
-    """``xraykit train`` on 57 training and 7 validation images at 32 px, alone or under torchrun."""
+def start_training(out, *args, nproc: int = 1, env=None) -> subprocess.Popen:
+    """Start ``xraykit train`` on 57 training and 7 validation images at 32 px, alone or under torchrun."""
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "-m", "xraykit"]
                 if nproc > 1 else [sys.executable, "-m", "xraykit"])
     command = launcher + ["train", "synthetic:n=64", "--image-size", "32", "--out", str(out), "--quiet", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finished(process: subprocess.Popen) -> str:
+    """Its standard output, once it has ended well."""
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stdout + stderr
+    return stdout
+
+
+def xraykit_train(out, *args, nproc: int = 1, env=None) -> str:
+    return finished(start_training(out, *args, nproc=nproc, env=env))
 
 
 def test_two_processes_train_one_run_that_rank_0_writes(tmp_path):
+    """ResNet-18, Task 1.2: each process computes the cached features of half the images."""
     out = tmp_path / "run"
-    result = xraykit_train(out, "--epochs", "1", "--batch-size", "16", nproc=2)
+    stdout = xraykit_train(out, "--task", "finetune", "--weights", "none", "--epochs", "2", "--batch-size", "16", nproc=2)
     for name in ("config.json", "history.json", "log.txt", "loss_curves.png", "checkpoints/last.pt"):
         assert (out / name).is_file(), name
-    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1]
-    assert result.stdout.count("Run folder") == 1  # one report, from rank 0
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
+    assert stdout.count("Run folder") == 1  # one report, from rank 0
+    assert stdout.count("features once") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-@pytest.mark.parametrize("task", ["scratch", "finetune"])
-def test_two_processes_learn_the_same_weights_as_one(tmp_path, task):
+def test_two_processes_learn_the_same_weights_as_one(tmp_path):
     """Same seed, same --batch-size: the world size changes who computes, not what is learnt."""
     plugin = tmp_path / "tiny_no_bn.py"
     plugin.write_text(PLUGIN)
-    args = ["--backbone", "tiny-no-bn", "--task", task, "--weights", "none", "--epochs", "2", "--batch-size", "16"]
+    args = ["--backbone", "tiny-no-bn", "--task", "scratch", "--epochs", "2", "--batch-size", "16"]
     env = {"XRAYKIT_PLUGINS": str(plugin)}
-    xraykit_train(tmp_path / "one", *args, env=env)
-    xraykit_train(tmp_path / "two", *args, nproc=2, env=env)
+    alone, together = start_training(tmp_path / "one", *args, env=env), start_training(tmp_path / "two", *args, nproc=2, env=env)
+    try:
+        finished(alone), finished(together)
+    finally:
+        for process in (alone, together):
+            if process.poll() is None:
+                process.kill()
 
     one, two = (safe_load(tmp_path / name / "checkpoints" / "last.pt") for name in ("one", "two"))
     for key, value in one["model"].items():

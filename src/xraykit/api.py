@@ -275,6 +275,9 @@ def resume(run: Union[str, Path, Run], *, epochs: Optional[int] = None, quiet: b
         model = bb.build(config.num_classes)
         text = f"resuming {run.path} after epoch {done} of {config.epochs}"
     cb.message(escape(text))
+    # A kill in the middle of a save leaves its temporary file (.last.pt.XXXX.tmp); only training writes these.
+    for stale in [*run.path.glob(".*.json.*.tmp"), *run.path.glob("checkpoints/.*.pt.*.tmp")]:
+        stale.unlink(missing_ok=True)
     log_file = run.path / "log.txt"
     if distributed.is_main():
         write_text(log_file, (log_file.read_text(encoding="utf-8") if log_file.is_file() else "") + text + "\n")
@@ -416,7 +419,8 @@ def explain(run, images: Sequence[Union[str, Path]], *, method: str = "cam", tar
         title = (f"{path.name}\ntrue {truth}, predicted {run.classes[preds[i]]} ({probs[i, preds[i]]:.2f})\n"
                  f"{method} for {run.classes[targets[i]]}")
         dst = out_dir / f"{path.stem}_{method}.png"
-        figures.overlay_pairs(batch[i : i + 1], maps[i : i + 1], [title], dst)
+        figures.overlay_pairs(batch[i : i + 1], maps[i : i + 1], [title], dst,
+                              map_title="Class Activation Map" if method == "cam" else f"{method} attribution")
         written.append(dst)
     return written
 

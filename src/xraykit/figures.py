@@ -68,7 +68,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str], path, suptitle: str 
 
 
 def overlay_pairs(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str], path, suptitle: str = "",
-                  masks: Optional[torch.Tensor] = None) -> None:
+                  masks: Optional[torch.Tensor] = None, map_title: str = "Class Activation Map") -> None:
     """Each image beside its heatmap overlay (one row per image); lesion outlines where known."""
     n = len(images)
     fig, axes = plt.subplots(max(n, 1), 2, figsize=(6.0, 3.0 * max(n, 1)), squeeze=False)
@@ -82,7 +82,7 @@ def overlay_pairs(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
         axes[i, 0].set_title(titles[i], fontsize=8)
         axes[i, 1].imshow(img, cmap="gray", vmin=0, vmax=255)
         axes[i, 1].imshow(m, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        axes[i, 1].set_title("Class Activation Map", fontsize=8)
+        axes[i, 1].set_title(map_title, fontsize=8)
         if masks is not None and masks[i].any():
             for ax in axes[i]:
                 ax.contour(masks[i].float().numpy(), levels=[0.5], colors="white", linewidths=0.8)

@@ -37,11 +37,19 @@ def safe_load(path: str | Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         called = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        detail = f"; it asks for {called.group(1)}" if called else ""
-        raise CheckpointError(
-            f"{path}: refused to load: the file holds Python objects that could run code when unpickled, not just "
-            f"tensors{detail}. Load only weights files you trust; xraykit never runs code from one"
-        ) from None
+        if called:
+            raise CheckpointError(
+                f"{path}: refused to load: besides tensors the file holds Python objects that could run code when "
+                f"unpickled (it asks for {called.group(1)}); xraykit loads only tensors and plain values"
+            ) from None
+        with open(path, "rb") as f:
+            is_pickle = f.read(1) == b"\x80"  # the PROTO opcode that starts every binary pickle
+        if is_pickle:
+            raise CheckpointError(
+                f"{path}: refused to load: a Python pickle that torch's safe loader (weights_only=True) cannot read, "
+                "and unpickling it any other way could run code; save weights with torch.save(model.state_dict(), PATH)"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file (neither a torch.save zip nor a pickle)") from None
     except Exception as exc:  # zip errors, truncated files, text files
         raise CheckpointError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
 

@@ -39,7 +39,10 @@ def cache_dir() -> Optional[Path]:
     chosen = os.environ.get("XRAYKIT_CACHE_DIR")
     if chosen is not None:
         return None if chosen.strip().lower() in ("", "off", "none", "0") else Path(chosen)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no home folder to be found: no cache, rather than no training
+        return None
     return Path(base) / "xraykit"
 
 

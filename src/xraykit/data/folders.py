@@ -150,8 +150,8 @@ def load_paths(
         decoded = list(pool.map(decode, paths))
     bad = [i for i, img in enumerate(decoded) if isinstance(img, ImageError)]
     if bad and not skip_bad:
-        others = f"1 of {len(bad)} unreadable files here; " if len(bad) > 1 else ""
-        raise ImageError(f"{decoded[bad[0]]} ({others}--skip-bad leaves unreadable files out)")
+        others = f"; 1 of {len(bad)} unreadable files here" if len(bad) > 1 else ""
+        raise ImageError(f"{decoded[bad[0]]}{others}; --skip-bad leaves unreadable files out")
     for i in bad:
         if on_skip:
             on_skip(str(decoded[i]))
