@@ -36,7 +36,7 @@ SYNTHETIC = DatasetSource(
     name="synthetic",
     can_load=lambda loc: loc == "synthetic" or loc.startswith("synthetic:"),
     load=_load_synthetic,
-    description="built-in synthetic chest X-rays with lesion masks ('synthetic:n=640,seed=0,contrast=0.35')",
+    description="built-in synthetic chest X-rays with lesion masks: synthetic or synthetic:n=640,seed=0,contrast=0.35",
 )
 
 FOLDER = DatasetSource(
