@@ -202,7 +202,8 @@ def train(
     distributed.barrier()  # every process has looked before rank 0 writes there
 
     config = TrainConfig(
-        data=str(data) if not isinstance(data, dict) else "in-memory",
+        # An absolute path, so that `--resume` works from any directory.
+        data="in-memory" if isinstance(data, dict) else str(Path(data).resolve()) if Path(data).exists() else str(data),
         task=task, backbone=backbone, weights=weights if weights is not None else strategy.weights,
         epochs=epochs, lr=lr if lr is not None else strategy.lr, batch_size=batch_size, image_size=image_size,
         seed=seed, device=device, recipe=recipe, feature_cache=feature_cache, val_from_train=val_from_train,

@@ -3,6 +3,7 @@
 ```
 RUN/config.json          every choice of the run (enough to rerun it), versions, seed
 RUN/history.json         per epoch: train loss, val loss, val accuracy, seconds
+RUN/log.txt              what the run said while setting up (validation split, skipped files, weights)
 RUN/loss_curves.png
 RUN/checkpoints/last.pt  end of the last finished epoch (resume from here)
 RUN/checkpoints/best.pt  lowest validation loss so far

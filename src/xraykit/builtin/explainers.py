@@ -30,9 +30,10 @@ from ..hookspecs import hookimpl
 from ..interfaces import Backbone, Explainer
 
 UPSAMPLING = ("bilinear", "bicubic", "nearest", "none")
-# Images per forward pass when a method perturbs each input many times (occlusion, IG):
-# enough to keep a CPU busy, small enough for a 224 px batch to fit in memory.
-IMAGES_PER_PASS = 64
+# Pixels per forward pass when a method perturbs each input many times (occlusion, IG):
+# 16 images at 224 px, about 200 at 64 px; enough to keep a CPU busy, small enough for
+# the backward pass of integrated gradients to fit in a laptop's memory.
+PIXELS_PER_PASS = 16 * 224 * 224
 
 
 @contextmanager
@@ -69,8 +70,8 @@ def _check_upsample(upsample: str) -> None:
         raise XrayError(f"upsample must be one of {', '.join(UPSAMPLING)}; got '{upsample}'")
 
 
-def _per_pass(inputs: torch.Tensor) -> int:
-    return max(1, IMAGES_PER_PASS // len(inputs))
+def _images_per_pass(inputs: torch.Tensor) -> int:
+    return max(1, PIXELS_PER_PASS // (inputs.shape[-2] * inputs.shape[-1]))
 
 
 def grad_cam(
@@ -135,10 +136,11 @@ def occlusion(
     stride = stride if stride is not None else max(1, patch // 2)
     if not 1 <= patch <= size or stride < 1:
         raise XrayError(f"occlusion needs 1 <= patch <= {size} pixels and stride >= 1; got patch {patch}, stride {stride}")
+    per_pass = max(1, _images_per_pass(inputs) // len(inputs))  # Captum sends len(inputs) images per perturbation
     with evaluating(model), torch.no_grad():
         maps = Occlusion(model).attribute(
             inputs, sliding_window_shapes=(inputs.shape[1], patch, patch), strides=(inputs.shape[1], stride, stride),
-            baselines=black_level(backbone), target=targets, perturbations_per_eval=_per_pass(inputs),
+            baselines=black_level(backbone), target=targets, perturbations_per_eval=per_pass,
         )
     return maps.sum(1).detach()
 
@@ -163,7 +165,7 @@ def integrated_gradients(
         raise XrayError("integrated-gradients needs steps >= 1, noise_samples >= 0 and noise_level >= 0")
     ig = IntegratedGradients(model)
     kwargs = dict(baselines=black_level(backbone), target=targets, n_steps=steps,
-                  internal_batch_size=max(IMAGES_PER_PASS, len(inputs)))
+                  internal_batch_size=max(_images_per_pass(inputs), len(inputs) * max(1, noise_samples)))
     with evaluating(model):
         if noise_samples:
             maps = NoiseTunnel(ig).attribute(inputs, nt_type="smoothgrad", nt_samples=noise_samples,
