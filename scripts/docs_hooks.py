@@ -25,13 +25,13 @@ CLI_MARKER = "<!-- xraykit:cli-reference -->"
 HOOKS_MARKER = "<!-- xraykit:hooks-reference -->"
 
 # Typer reads TYPER_USE_RICH when it is imported, so the help is rendered in a fresh process:
-# plain text at a fixed width, what `xraykit COMMAND --help` prints in an 84-column terminal.
+# plain text at a fixed width, what `xraykit COMMAND --help` prints in an 80-column terminal.
 _HELP_SCRIPT = """
 import json, typer
 from typer.testing import CliRunner
 from xraykit.cli import app
 names = list(typer.main.get_command(app).commands)
-run = lambda args: CliRunner().invoke(app, args, prog_name="xraykit", terminal_width=84).output
+run = lambda args: CliRunner().invoke(app, args, prog_name="xraykit", terminal_width=80).output
 print(json.dumps({"": run(["--help"]), **{name: run([name, "--help"]) for name in names}}))
 """
 
@@ -39,7 +39,7 @@ print(json.dumps({"": run(["--help"]), **{name: run([name, "--help"]) for name i
 @functools.lru_cache(maxsize=1)
 def cli_help() -> dict[str, str]:
     """``{command: help text}`` for every command, and ``""`` for ``xraykit --help`` itself."""
-    env = {**os.environ, "TYPER_USE_RICH": "0", "COLUMNS": "84", "NO_COLOR": "1"}
+    env = {**os.environ, "TYPER_USE_RICH": "0", "COLUMNS": "80", "NO_COLOR": "1"}
     done = subprocess.run([sys.executable, "-c", _HELP_SCRIPT], env=env, capture_output=True, text=True, check=False,
                           stdin=subprocess.DEVNULL, timeout=600)
     if done.returncode != 0:

@@ -182,6 +182,13 @@ def test_page_runs_top_to_bottom(page, folders, tmp_path_factory, imagenet_in_ca
         env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(bin_dir.parent))
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("COLUMNS", "200")
+    # One thread: these runs are small, and on a busy 2-core machine a second thread only waits
+    # for the first (tiny tensor ops slow down a hundredfold); the results do not depend on it.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    env["OMP_NUM_THREADS"] = "1"
     modules = set(sys.modules)
     session = Session(cwd, env, in_process=page not in VENV_PAGES)
     try:
@@ -189,6 +196,7 @@ def test_page_runs_top_to_bottom(page, folders, tmp_path_factory, imagenet_in_ca
             if block.not_run is None:
                 session.run(block, f"docs/{page}:{block.line}")
     finally:
+        torch.set_num_threads(threads)
         for name in set(sys.modules) - modules:  # modules the page wrote and imported (xraykit_mycnn) go again
             if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(cwd)):
                 del sys.modules[name]

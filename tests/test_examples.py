@@ -15,7 +15,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def run_example(name: str, cwd: Path, torch_home: Path) -> str:
     # A closed local port as proxy: any download fails at once, as on a machine without network.
-    env = {**os.environ, "TORCH_HOME": str(torch_home), "HTTPS_PROXY": "http://127.0.0.1:9",
+    # One thread: tiny runs gain nothing from a second, and on a busy machine it makes them crawl.
+    env = {**os.environ, "TORCH_HOME": str(torch_home), "OMP_NUM_THREADS": "1", "HTTPS_PROXY": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
     done = subprocess.run([sys.executable, str(EXAMPLES / name), "--tiny"], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)

@@ -74,6 +74,37 @@ def test_cam_defaults_are_the_papers_relu_then_bilinear_upsampling():
     assert not torch.allclose(bilinear, grad_cam(model, x, t, RESNET18, relu=False, upsample="nearest"))
 
 
+class _HotCell(torch.nn.Module):
+    """A stand-in network whose CAM layer (2 x 2 or larger, stride 32) lights up one cell only."""
+
+    def __init__(self, row: int, col: int) -> None:
+        super().__init__()
+        self.row, self.col = row, col
+        self.layer4 = torch.nn.Identity()
+        self.fc = torch.nn.Linear(1, 2)
+
+    def forward(self, x):
+        grid = torch.zeros(len(x), 1, x.shape[-2] // 32, x.shape[-1] // 32)
+        grid[:, :, self.row, self.col] = 1.0
+        a = self.layer4(grid + 0 * x.mean())
+        return self.fc(a.mean((2, 3)))
+
+
+@pytest.mark.parametrize("row, col", [(0, 0), (1, 2), (3, 3)])
+def test_cam_aligned_to_receptive_fields_peaks_where_the_cells_receptive_field_is_centred(row, col):
+    model = _HotCell(row, col)
+    with torch.no_grad():
+        model.fc.weight.fill_(1.0)
+    tiles = grad_cam(model, torch.zeros(1, 1, 128, 128), torch.tensor([1]), RESNET18)
+    aligned = grad_cam(model, torch.zeros(1, 1, 128, 128), torch.tensor([1]), RESNET18, align="receptive-field")
+    assert aligned.shape == tiles.shape == (1, 128, 128)
+    assert aligned[0, 32 * row, 32 * col] == aligned.max()  # torchvision's ResNets centre cell j at pixel 32 j
+    tile = (slice(32 * row, 32 * row + 32), slice(32 * col, 32 * col + 32))
+    assert tiles[0][tile].max() == tiles.max()  # the paper's resize: the cell fills its 32 x 32 tile
+    if 0 < row < 3:  # inside the grid the two disagree by half a tile
+        assert tiles[0, 32 * row + 16, 32 * col + 16] > aligned[0, 32 * row + 16, 32 * col + 16]
+
+
 # ----------------------------------------------------------------------------- shapes, for every explainer
 
 

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 import torch
+import torch.nn.functional as F
 from captum.attr import GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion
 from torch import nn
 
@@ -30,6 +31,7 @@ from ..hookspecs import hookimpl
 from ..interfaces import Backbone, Explainer
 
 UPSAMPLING = ("bilinear", "bicubic", "nearest", "none")
+ALIGNMENTS = ("tiles", "receptive-field")
 # Pixels per forward pass when a method perturbs each input many times (occlusion, IG):
 # 16 images at 224 px, about 200 at 64 px; enough to keep a CPU busy, small enough for
 # the backward pass of integrated gradients to fit in a laptop's memory.
@@ -65,9 +67,35 @@ def _cam_layer(model: nn.Module, backbone: Backbone, method: str) -> nn.Module:
     return model.get_submodule(backbone.cam_layer)
 
 
-def _check_upsample(upsample: str) -> None:
+def _check_upsample(upsample: str, align: str = "tiles") -> None:
     if upsample not in UPSAMPLING:
         raise XrayError(f"upsample must be one of {', '.join(UPSAMPLING)}; got '{upsample}'")
+    if align not in ALIGNMENTS:
+        raise XrayError(f"align must be one of {', '.join(ALIGNMENTS)}; got '{align}'")
+
+
+def upsample_to(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear", align: str = "tiles") -> torch.Tensor:
+    """Layer maps ``(B, C, h, w)`` resized to ``size`` pixels.
+
+    ``align="tiles"`` is the CAM paper's resize (and Captum's ``LayerAttribution.interpolate``):
+    cell ``j`` fills its own ``stride x stride`` tile and its value sits at the tile's
+    centre, pixel ``stride * j + stride / 2``. But a stride-2 convolution with kernel 3 and
+    padding 1 centres output ``j`` on input ``2 j``, so in torchvision's ResNets cell ``j``
+    of ``layer4`` sees a receptive field centred on pixel ``32 j``: the tiled map sits half
+    a cell (16 pixels) too far right and down. ``align="receptive-field"`` puts cell ``j``'s
+    value at pixel ``j * H / h`` (exact when the image size is a multiple of the stride)
+    and repeats the last cell beyond it. Which one fits depends on the network's padding:
+    DenseNet's average-pooling transitions, for one, centre their cells near the tiles.
+    """
+    if align == "tiles":
+        return LayerAttribution.interpolate(maps, tuple(size), interpolate_mode=mode)
+    (h, w), (height, width) = maps.shape[-2:], size
+    # Pixel y lies at y * h / height in cell units; grid_sample wants it scaled to [-1, 1].
+    gy = torch.arange(height, dtype=maps.dtype) * (h / height) / max(h - 1, 1) * 2 - 1
+    gx = torch.arange(width, dtype=maps.dtype) * (w / width) / max(w - 1, 1) * 2 - 1
+    yy, xx = torch.meshgrid(gy, gx, indexing="ij")
+    grid = torch.stack([xx, yy], dim=-1).expand(len(maps), height, width, 2)
+    return F.grid_sample(maps, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
 def _images_per_pass(inputs: torch.Tensor) -> int:
@@ -81,19 +109,21 @@ def grad_cam(
     backbone: Backbone,
     relu: bool = True,
     upsample: str = "bilinear",
+    align: str = "tiles",
 ) -> torch.Tensor:
     """LayerGradCam at ``backbone.cam_layer``, upsampled to the input size: ``(B, H, W)``.
 
     ``relu=False`` keeps the negative evidence; ``upsample="none"`` returns the map at the
     layer's own resolution (``(B, h, w)``, 2 x 2 for ResNet-18 at 64 px), which is the one
-    that equals the classic CAM divided by ``h * w``.
+    that equals the classic CAM divided by ``h * w``. ``align`` says where each cell's
+    value goes in the image (see :func:`upsample_to`); the default is the paper's.
     """
-    _check_upsample(upsample)
+    _check_upsample(upsample, align)
     with evaluating(model):
         layer = _cam_layer(model, backbone, "cam")
         maps = LayerGradCam(model, layer).attribute(inputs, target=targets, relu_attributions=relu)
         if upsample != "none":
-            maps = LayerAttribution.interpolate(maps, tuple(inputs.shape[-2:]), interpolate_mode=upsample)
+            maps = upsample_to(maps, tuple(inputs.shape[-2:]), upsample, align)
     return maps.sum(1).detach()
 
 
