@@ -553,11 +553,15 @@ def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone:
         metrics["weights"] = run.config.extra["weights_loaded"]
         results[label] = metrics
     figures.loss_curves({label: run.history for label, run in runs.items()}, out / "loss_curves.png")
-    _side_by_side_misclassified(runs, splits["test"], out / "misclassified.png")
+    # Each task's model and test predictions, once, for both figures below.
+    test = splits["test"]
+    models = {label: run.load_model() for label, run in runs.items()}
+    probs = {label: predict_proba(models[label], test.images, run.backbone) for label, run in runs.items()}
+    _side_by_side_misclassified(runs, probs, test, out / "misclassified.png")
     figure_list = [("Train and validation loss per epoch", "loss_curves.png"),
                    ("Misclassified test images", "misclassified.png")]
     if all(run.backbone.cam_layer for run in runs.values()):
-        _cam_figure(runs, splits["test"], out / "cam.png")
+        _cam_figure(runs, models, probs, test, out / "cam.png")
         figure_list.append(("Class Activation Maps (Captum LayerGradCam), a NORMAL and a PNEUMONIA test image", "cam.png"))
     summary = {"data": str(data) if not isinstance(data, dict) else "in-memory", "notes": notes,
                "validation": runs["Task 1.1: scratch"].config.extra["validation"], "tasks": results}
@@ -566,29 +570,28 @@ def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone:
     return summary
 
 
-def _side_by_side_misclassified(runs: dict[str, Run], test: XrayData, path: Path) -> None:
+def _side_by_side_misclassified(runs: dict[str, Run], probs: dict[str, torch.Tensor], test: XrayData, path: Path) -> None:
     images, titles = [], []
     for label, run in runs.items():
-        probs = predict_proba(run.load_model(), test.images, run.backbone)
-        wrong = _misclassified(probs, test.labels, limit=12)
+        wrong = _misclassified(probs[label], test.labels, limit=12)
         images.append(test.images[wrong])
-        titles += [f"{label.split(':')[0]}\n{t}" for t in _titles(probs, test.labels, wrong, run.classes)]
+        titles += [f"{label.split(':')[0]}\n{t}" for t in _titles(probs[label], test.labels, wrong, run.classes)]
     figures.image_grid(torch.cat(images), titles, path, suptitle="Misclassified test images (most confident first)",
                        empty_text="No misclassified images")
 
 
-def _cam_figure(runs: dict[str, Run], test: XrayData, path: Path) -> None:
+def _cam_figure(runs: dict[str, Run], models: dict[str, nn.Module], probs: dict[str, torch.Tensor], test: XrayData,
+                path: Path) -> None:
     """A NORMAL and a PNEUMONIA test image (the first of each) explained by each task's model."""
     picks = [int((test.labels == c).nonzero()[0]) for c in range(len(test.classes)) if (test.labels == c).any()]
     idx = torch.tensor(picks)
     all_images, all_maps, titles, masks = [], [], [], []
     for label, run in runs.items():
-        model = run.load_model()
-        probs = predict_proba(model, test.images[idx], run.backbone)
-        preds = probs.argmax(1)
-        all_maps.append(explain_maps(model, run.backbone, test.images[idx], preds))
+        picked = probs[label][idx]
+        preds = picked.argmax(1)
+        all_maps.append(explain_maps(models[label], run.backbone, test.images[idx], preds))
         all_images.append(test.images[idx])
-        titles += [f"{label}\ntrue {test.classes[test.labels[i]]}, pred {test.classes[p]} ({probs[j, p]:.2f})"
+        titles += [f"{label}\ntrue {test.classes[test.labels[i]]}, pred {test.classes[p]} ({picked[j, p]:.2f})"
                    for j, (i, p) in enumerate(zip(picks, preds.tolist()))]
         if test.masks is not None:
             masks.append(test.masks[idx])
