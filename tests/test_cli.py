@@ -74,3 +74,30 @@ def test_a_wrong_path_is_one_error_line_and_exit_code_2(args):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "/no/such/" in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_running_the_demo_again_keeps_the_first_folder_and_writes_the_next_free_one(tmp_path, monkeypatch):
+    # The README's first command is `xraykit demo` with no --out: running it twice must work,
+    # and must not touch what the first run wrote.
+    monkeypatch.chdir(tmp_path)
+    args = ["demo", "--n", "32", "--image-size", "32", "--epochs", "1", "--quiet"]
+    first = CliRunner().invoke(app, args, env=WIDE)
+    assert first.exit_code == 0, first.output
+    before = (tmp_path / "xraykit-demo" / "metrics.json").read_bytes()
+
+    second = CliRunner().invoke(app, args, env=WIDE)
+    assert second.exit_code == 0, second.output
+    assert (tmp_path / "xraykit-demo" / "metrics.json").read_bytes() == before
+    assert (tmp_path / "xraykit-demo-2" / "report.md").is_file()
+    assert "xraykit-demo-2" in words(second.output)
+
+
+def test_the_demo_refuses_an_explicit_out_that_already_holds_a_run(tmp_path):
+    out = tmp_path / "mine"
+    args = ["demo", "--n", "32", "--image-size", "32", "--epochs", "1", "--quiet", "--out", str(out)]
+    assert CliRunner().invoke(app, args, env=WIDE).exit_code == 0
+    before = (out / "metrics.json").read_bytes()
+    again = CliRunner().invoke(app, args, env=WIDE)
+    assert again.exit_code == 2
+    assert "already holds a run" in again.stderr and "Traceback" not in again.output
+    assert (out / "metrics.json").read_bytes() == before

@@ -531,6 +531,9 @@ def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone:
     from .report import write_report
 
     out = Path(out)
+    taken = [name for name in ("task1.1-scratch", "task1.2-finetune") if (out / name / "config.json").exists()]
+    if taken:  # checked before any training, so that a mistaken --out costs nothing and overwrites nothing
+        raise XrayError(f"{out}: already holds a run ({taken[0]}/); pick another --out")
     splits = load_data(data, image_size)
     _test_split(splits, data)
     common = dict(backbone=backbone, epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed,
@@ -599,16 +602,32 @@ def _cam_figure(runs: dict[str, Run], models: dict[str, nn.Module], probs: dict[
                           masks=torch.cat(masks) if masks else None)
 
 
-def demo(out: Union[str, Path] = "xraykit-demo", *, n: int = 640, image_size: int = 64, epochs: int = 10,
+def demo(out: Optional[Union[str, Path]] = None, *, n: int = 640, image_size: int = 64, epochs: int = 10,
          seed: int = 0, quiet: bool = False) -> dict:
-    """Both teaching tasks on built-in synthetic X-rays: a complete run folder in a few minutes on a CPU."""
+    """Both teaching tasks on built-in synthetic X-rays: a complete run folder in a few minutes on a CPU.
+
+    Without ``out`` the folder is ``xraykit-demo``, or ``xraykit-demo-2``, ``-3``, ... when an
+    earlier demo is there: running the README's command twice works and keeps the first
+    run. The summary's ``"out"`` says which folder was written.
+    """
     started = time.perf_counter()
+    out = Path(out) if out is not None else _free_folder(Path("xraykit-demo"))
     data = synthetic_splits(n, image_size, seed)
     summary = compare(data, out=out, epochs=epochs, image_size=image_size, seed=seed, quiet=quiet, _demo=True,
                       title="xraykit demo: Task 1.1 vs Task 1.2 on synthetic chest X-rays")
     summary["seconds"] = time.perf_counter() - started
-    write_json(Path(out) / "metrics.json", summary)
+    write_json(out / "metrics.json", summary)
+    summary["out"] = str(out)
     return summary
+
+
+def _free_folder(first: Path) -> Path:
+    """``first`` if it does not exist yet, else the first of ``first-2``, ``first-3``, ... that does not."""
+    candidate, n = first, 1
+    while candidate.exists():
+        n += 1
+        candidate = first.with_name(f"{first.name}-{n}")
+    return candidate
 
 
 __all__ = [

@@ -69,7 +69,7 @@ def _results_table(summary: dict) -> Table:
 @app.command()
 @friendly
 def demo(
-    out: Path = typer.Option(Path("xraykit-demo"), help="Run folder to write."),
+    out: Optional[Path] = typer.Option(None, help="Run folder to write. Default: xraykit-demo, or xraykit-demo-2, -3, ... if taken."),
     n: int = typer.Option(640, help="Synthetic training images (val and test get n/4 each)."),
     image_size: int = typer.Option(64, help="Image size in pixels."),
     epochs: int = typer.Option(10, help="Epochs for each task."),
@@ -78,6 +78,7 @@ def demo(
 ):
     """Run Task 1.1 and Task 1.2 on built-in synthetic X-rays and write a complete run folder."""
     summary = api.demo(out, n=n, image_size=image_size, epochs=epochs, seed=seed, quiet=quiet)
+    out = Path(summary["out"])
     console.print(_results_table(summary))
     console.print(f"Done in {summary['seconds']:.0f} s. Open [bold]{out / 'report.md'}[/]; the folder {out}/ holds "
                   "loss_curves.png, metrics.json, misclassified.png, cam.png and both runs.")
