@@ -105,6 +105,35 @@ def test_cam_aligned_to_receptive_fields_peaks_where_the_cells_receptive_field_i
         assert tiles[0, 32 * row + 16, 32 * col + 16] > aligned[0, 32 * row + 16, 32 * col + 16]
 
 
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2**16), batch=st.integers(1, 3), size=st.sampled_from([32, 48, 64, 96]),
+       layer=st.sampled_from([("layer2", 8), ("layer3", 16), ("layer4", 32)]))
+def test_cam_at_an_earlier_layer_has_that_layers_finer_grid(seed, batch, size, layer):
+    # The option exists because layer4's grid is 1/32 of the image (2 x 2 at 64 px): too coarse
+    # to point at a lesion. layer3 halves the stride, layer2 quarters it.
+    name, stride = layer
+    model, x = _model(seed), _inputs(seed, batch, size)
+    targets = torch.zeros(batch, dtype=torch.long)
+    coarse = grad_cam(model, x, targets, RESNET18, layer=name, upsample="none")
+    assert coarse.shape == (batch, -(-size // stride), -(-size // stride))
+    assert (coarse >= 0).all()
+    fine = grad_cam(model, x, targets, RESNET18, layer=name)
+    assert fine.shape == (batch, size, size) and torch.isfinite(fine).all()
+
+
+def test_cam_at_the_declared_layer_is_the_default():
+    model, x, t = _model(1), _inputs(1, 2, 64), torch.tensor([0, 1])
+    assert torch.equal(grad_cam(model, x, t, RESNET18, layer="layer4"), grad_cam(model, x, t, RESNET18))
+    assert not torch.allclose(grad_cam(model, x, t, RESNET18, layer="layer3"), grad_cam(model, x, t, RESNET18))
+
+
+@pytest.mark.parametrize("method", ["cam", "guided-gradcam"])
+def test_an_unknown_cam_layer_is_refused_by_name(method):
+    model, x, t = _model(0), _inputs(0, 1, 32), torch.tensor([1])
+    with pytest.raises(XrayError, match="no layer 'layer9'.*layer4"):
+        _explain(method, model, x, t, layer="layer9")
+
+
 # ----------------------------------------------------------------------------- shapes, for every explainer
 
 

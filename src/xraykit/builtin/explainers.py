@@ -61,10 +61,15 @@ def black_level(backbone: Backbone) -> float:
     return (0.0 - backbone.mean) / backbone.std
 
 
-def _cam_layer(model: nn.Module, backbone: Backbone, method: str) -> nn.Module:
+def _cam_layer(model: nn.Module, backbone: Backbone, method: str, layer: Optional[str] = None) -> nn.Module:
     if backbone.cam_layer is None:
         raise XrayError(f"backbone '{backbone.name}' declares no CAM layer, so '{method}' cannot explain it")
-    return model.get_submodule(backbone.cam_layer)
+    name = layer if layer is not None else backbone.cam_layer
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise XrayError(f"backbone '{backbone.name}' has no layer '{name}' (its CAM layer is '{backbone.cam_layer}'; "
+                        "any submodule name works, e.g. from print(model))") from None
 
 
 def _check_upsample(upsample: str, align: str = "tiles") -> None:
@@ -110,6 +115,7 @@ def grad_cam(
     relu: bool = True,
     upsample: str = "bilinear",
     align: str = "tiles",
+    layer: Optional[str] = None,
 ) -> torch.Tensor:
     """LayerGradCam at ``backbone.cam_layer``, upsampled to the input size: ``(B, H, W)``.
 
@@ -117,11 +123,16 @@ def grad_cam(
     layer's own resolution (``(B, h, w)``, 2 x 2 for ResNet-18 at 64 px), which is the one
     that equals the classic CAM divided by ``h * w``. ``align`` says where each cell's
     value goes in the image (see :func:`upsample_to`); the default is the paper's.
+
+    ``layer`` names another module to take the gradient-weighted activations from. The
+    declared CAM layer (ResNet's ``layer4``) is the one with the classic CAM meaning, but
+    its grid is 1/32 of the image; ``layer3`` (1/16) or ``layer2`` (1/8) are finer and see
+    less context, which is the trade Grad-CAM's authors describe for earlier layers.
     """
     _check_upsample(upsample, align)
     with evaluating(model):
-        layer = _cam_layer(model, backbone, "cam")
-        maps = LayerGradCam(model, layer).attribute(inputs, target=targets, relu_attributions=relu)
+        chosen = _cam_layer(model, backbone, "cam", layer)
+        maps = LayerGradCam(model, chosen).attribute(inputs, target=targets, relu_attributions=relu)
         if upsample != "none":
             maps = upsample_to(maps, tuple(inputs.shape[-2:]), upsample, align)
     return maps.sum(1).detach()
@@ -133,8 +144,9 @@ def guided_grad_cam(
     targets: torch.Tensor,
     backbone: Backbone,
     upsample: str = "bilinear",
+    layer: Optional[str] = None,
 ) -> torch.Tensor:
-    """GuidedGradCam: guided backpropagation times the (ReLU'd, upsampled) Grad-CAM map."""
+    """GuidedGradCam: guided backpropagation times the (ReLU'd, upsampled) Grad-CAM map at ``layer`` (see :func:`grad_cam`)."""
     _check_upsample(upsample)
     if upsample == "none":
         raise XrayError("guided-gradcam multiplies by a pixel-level map, so it needs an upsampling mode, not 'none'")
@@ -142,8 +154,8 @@ def guided_grad_cam(
     with evaluating(model), warnings.catch_warnings():
         # Captum warns that it hooks the ReLUs; it removes the hooks again, which the tests check.
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        layer = _cam_layer(model, backbone, "guided-gradcam")
-        maps = GuidedGradCam(model, layer).attribute(inputs, target=targets, interpolate_mode=upsample)
+        chosen = _cam_layer(model, backbone, "guided-gradcam", layer)
+        maps = GuidedGradCam(model, chosen).attribute(inputs, target=targets, interpolate_mode=upsample)
     return maps.sum(1).detach()
 
 
