@@ -48,7 +48,7 @@ def model_tensors(run: Path, which: str) -> dict[str, torch.Tensor]:
 
 
 def without_seconds(run: Path) -> list[dict]:
-    return [{k: v for k, v in record.items() if k != "seconds"} for record in read_json(run / "history.json")]
+    return [{k: v for k, v in record.items() if k not in ("seconds", "feature_seconds")} for record in read_json(run / "history.json")]
 
 
 @pytest.mark.parametrize("which", ["last", "best"])
