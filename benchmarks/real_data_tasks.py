@@ -47,7 +47,6 @@ def main() -> None:
     assert not set(train.patients) & set(test.patients) and not set(val.patients) & set(test.patients)
     print(f"train {train.class_counts()}  val {val.class_counts()}  test {test.class_counts()} (by patient)")
     splits = {"train": train, "val": val, "test": test}
-    val_split = val
 
     out = Path(args.out)
     results = {}
@@ -69,14 +68,14 @@ def main() -> None:
         else:
             run = xraykit.train(splits, task, **kwargs)
         metrics = xraykit.evaluate(run, splits, cam=False)
-        val = xraykit.evaluate(run, {"test": val_split}, cam=False, out=out / label / "val-metrics")
+        val_metrics = xraykit.evaluate(run, {"test": val}, cam=False, out=out / label / "val-metrics")
         history = run.history
         results[label] = {
             "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
             "final_val_loss": history[-1]["val_loss"], "final_val_accuracy": history[-1]["val_accuracy"],
             "best_val_loss": min(h["val_loss"] for h in history),
             "history": history,
-            "val": {k: val[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")},
+            "val": {k: val_metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")},
             "test": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "per_class_accuracy", "sensitivity",
                                              "specificity", "roc_auc", "majority_baseline", "confusion_matrix")},
             "weights": run.config.extra["weights_loaded"], "checkpoint": metrics["checkpoint"],
