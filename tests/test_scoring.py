@@ -96,6 +96,47 @@ def test_maps_and_masks_of_different_shapes_are_refused():
         scoring.pointing_game(torch.zeros(1, 8, 8), torch.zeros(1, 16, 16, dtype=torch.bool))
 
 
+# ----------------------------------------------------------------------------- the ideal map at a grid
+
+
+@given(masks)
+def test_at_the_images_own_resolution_the_ideal_map_is_the_mask_and_scores_one(mask):
+    size = mask.shape[-1]
+    ideal = scoring.ideal_map(mask, (size, size))
+    assert torch.equal(ideal > 0, mask)
+    assert scoring.pointing_game(ideal, mask).item() == 1.0
+    assert scoring.inside_share(ideal, mask).item() == pytest.approx(1.0)
+
+
+@given(st.sampled_from([2, 4, 8]), st.sampled_from([4, 8, 16]), st.integers(0, 63), st.integers(0, 63))
+def test_a_lesion_filling_exactly_one_cell_is_found_by_the_ideal_map(cells, stride, row, col):
+    row, col = row % cells, col % cells
+    mask = _box_mask(cells * stride, row * stride, col * stride, stride, stride)
+    ideal = scoring.ideal_map(mask, (cells, cells))
+    assert scoring.pointing_game(ideal, mask).item() == 1.0
+
+
+@given(masks, st.sampled_from(["tiles", "receptive-field"]))
+def test_the_ideal_map_has_the_masks_shape_and_values_between_zero_and_one(mask, align):
+    size = mask.shape[-1]
+    ideal = scoring.ideal_map(mask, (max(size // 8, 1),) * 2, align=align)
+    assert ideal.shape == mask.shape
+    assert ideal.min() >= 0 and ideal.max() <= 1 + 1e-6
+
+
+@given(st.integers(0, 2**16))
+def test_a_two_by_two_grid_upsampled_to_64_px_peaks_only_in_a_corner_square(seed):
+    # ResNet-18's layer4 at 64 px: whatever its four cells hold, bilinear upsampling puts
+    # the maximum at a cell centre (pixel 15.5 or 47.5) or on the flat margin beyond it,
+    # never in the middle of the image where the lungs are. So no 2 x 2 map, not even the
+    # ideal one, can point into most lesions there.
+    from xraykit.builtin.explainers import upsample_to
+
+    cells = torch.rand(1, 1, 2, 2, generator=torch.Generator().manual_seed(seed))
+    m = upsample_to(cells, (64, 64))[0, 0]
+    peaks = (m == m.max()).nonzero()
+    assert ((peaks <= 16) | (peaks >= 47)).all()
+
 # ----------------------------------------------------------------------------- explain_score, end to end
 
 
@@ -104,6 +145,8 @@ def _check_summary(summary: dict, methods: list[str]) -> None:
     assert summary["images"] > 0
     assert 0 < summary["chance"]["mask_area_fraction"] < 1
     for scores in summary["methods"].values():
+        if scores.get("ideal") is not None:
+            assert 0 <= scores["ideal"]["pointing_game"] <= 1 and 0 <= scores["ideal"]["inside_share"] <= 1
         assert 0 <= scores["pointing_game"] <= 1
         assert 0 <= scores["inside_share"] <= 1
         assert scores["seconds_per_image"] >= 0
@@ -120,6 +163,16 @@ def test_explain_score_scores_each_method_on_lesioned_test_images_and_writes_jso
 def test_explain_score_uses_every_registered_explainer_that_works_for_the_backbone_by_default(tiny_run, tmp_path):
     summary = xraykit.explain_score(tiny_run, "synthetic:n=16", limit=1, out=tmp_path)
     assert set(summary["methods"]) == set(xraykit.list_explainers())
+
+
+@pytest.mark.parametrize("layer, stride", [(None, 32), ("layer3", 16), ("layer2", 8)])
+def test_explain_score_puts_beside_cam_the_ideal_map_at_the_grid_of_its_layer(tiny_run, tmp_path, layer, stride):
+    options = {"cam": {"layer": layer}} if layer else None
+    summary = xraykit.explain_score(tiny_run, "synthetic:n=16", methods=["cam", "occlusion"], limit=2, out=tmp_path,
+                                    options=options)
+    size = tiny_run.config.image_size
+    assert summary["methods"]["cam"]["ideal"]["grid"] == [size // stride, size // stride]
+    assert summary["methods"]["occlusion"]["ideal"] is None  # a pixel-level map has no grid to be limited by
 
 
 def test_explain_score_passes_options_to_one_method(tiny_run, tmp_path):
@@ -147,6 +200,7 @@ def test_the_cli_scores_a_folder_written_by_synth_and_prints_a_table(tiny_run, t
                                       "--methods", "cam", "--limit", "2", "--out", str(tmp_path / "score")])
     assert result.exit_code == 0, result.output
     assert "pointing game" in result.output
+    assert "ideal map" in result.output.lower() and "1x1" in result.output  # cam's grid at 32 px: one cell
     saved = json.loads((tmp_path / "score" / "explain_score.json").read_text())
     _check_summary(saved, ["cam"])
 

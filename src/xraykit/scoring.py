@@ -10,6 +10,12 @@ admired. Two scores, each with its chance level beside it:
 
 So a method is only worth trusting on this data when it beats the mask's area fraction
 by a wide margin.
+
+A map drawn on a coarse grid has a ceiling too. Grad-CAM at ResNet-18's ``layer4`` holds
+one number per 32 x 32 pixels, and its upsampled peak can only sit where the upsampling
+puts a peak. :func:`ideal_map` is the best evidence such a grid could hold (each cell
+valued by the share of lesion in the part of the image it stands for); its scores say how
+much of a method's miss is the grid's fault and how much the model's.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from typing import Mapping, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .interfaces import Backbone
@@ -32,6 +39,28 @@ def _check(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch
 def area_fraction(masks: torch.Tensor) -> torch.Tensor:
     """Each mask's share of its image, ``(B,)``: the chance level of both scores."""
     return masks.bool().flatten(1).float().mean(1)
+
+
+def ideal_map(masks: torch.Tensor, grid: tuple[int, int], align: str = "tiles", upsample: str = "bilinear") -> torch.Tensor:
+    """The map a perfect explainer would draw on a ``grid`` of cells, brought back to the masks' size: ``(B, H, W)``.
+
+    Each cell holds the share of its part of the image that is lesion, then the cells are
+    upsampled as the explainer upsamples its own (``align`` and ``upsample`` as in
+    ``xraykit.builtin.explainers.upsample_to``). With ``align="tiles"`` a cell stands for its
+    own tile; with ``"receptive-field"`` for the stride-sized square centred where
+    torchvision's ResNets centre it (pixel ``stride * j``).
+    """
+    from .builtin.explainers import upsample_to
+
+    x = masks.float()[:, None]
+    (height, width), (h, w) = masks.shape[-2:], grid
+    if align == "tiles":
+        cells = F.adaptive_avg_pool2d(x, (h, w))
+    else:
+        sy, sx = max(height // h, 1), max(width // w, 1)
+        padded = F.pad(x, (sx // 2, sx - sx // 2, sy // 2, sy - sy // 2))
+        cells = F.avg_pool2d(padded, (sy, sx))[..., :h, :w]
+    return upsample_to(cells, (height, width), upsample, align)[:, 0]
 
 
 def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -87,5 +116,26 @@ def score_methods(
             "inside_share": float(inside_share(maps, masks).mean()),
             "seconds_per_image": seconds / len(images),
             "options": dict(options.get(method, {})),
+            "ideal": _ideal_scores(explain, model, backbone, images, masks, targets, method, options.get(method, {})),
         }
     return results
+
+
+def _ideal_scores(explain, model, backbone, images, masks, targets, method: str, options: Mapping) -> Optional[dict]:
+    """The scores of :func:`ideal_map` at ``method``'s grid, or None for a method without one.
+
+    A method has a grid when it can return its map before upsampling (``upsample="none"``,
+    as ``cam`` can) and that map is smaller than the image.
+    """
+    from .errors import XrayError
+
+    try:  # an explainer without an upsample option is refused by name: it has no grid either
+        raw = explain(model, backbone, images[:1], targets[:1], method, **{**options, "upsample": "none"})
+    except XrayError:  # e.g. guided-gradcam: it multiplies by a pixel-level map, so it has no grid of its own
+        return None
+    grid = tuple(raw.shape[-2:])
+    if grid == tuple(masks.shape[-2:]):
+        return None
+    ideal = ideal_map(masks, grid, align=options.get("align", "tiles"), upsample=options.get("upsample", "bilinear"))
+    return {"grid": list(grid), "pointing_game": float(pointing_game(ideal, masks).mean()),
+            "inside_share": float(inside_share(ideal, masks).mean())}
