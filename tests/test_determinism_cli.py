@@ -19,6 +19,7 @@ from xraykit.cli import app
 from xraykit.io import read_json
 from xraykit.weights import safe_load
 
+from histories import without_timings
 from test_bad_folders import write_folder
 
 runner = CliRunner()
@@ -48,7 +49,7 @@ def model_tensors(run: Path, which: str) -> dict[str, torch.Tensor]:
 
 
 def without_seconds(run: Path) -> list[dict]:
-    return [{k: v for k, v in record.items() if k not in ("seconds", "feature_seconds")} for record in read_json(run / "history.json")]
+    return without_timings(read_json(run / "history.json"))
 
 
 @pytest.mark.parametrize("which", ["last", "best"])

@@ -28,6 +28,7 @@ from xraykit.cli import app
 from xraykit.io import atomic_path, read_json, save_torch, write_text
 from xraykit.weights import safe_load
 
+from histories import without_timings
 from test_bad_folders import write_folder
 
 runner = CliRunner()
@@ -93,8 +94,7 @@ def assert_same_training(run: Path, reference: Path) -> None:
     assert got["model"].keys() == want["model"].keys()
     for key in want["model"]:
         assert torch.equal(got["model"][key], want["model"][key]), key
-    strip = lambda history: [{k: v for k, v in h.items() if k not in ("seconds", "feature_seconds")} for h in history]  # noqa: E731
-    assert strip(read_json(run / "history.json")) == strip(read_json(reference / "history.json"))
+    assert without_timings(read_json(run / "history.json")) == without_timings(read_json(reference / "history.json"))
 
 
 # ----------------------------------------------------------------------------- killing a training run

@@ -1,7 +1,7 @@
 """A stopped run, resumed, ends exactly where the uninterrupted run ends (on the CPU).
 
 Each epoch's sample order and augmentation are functions of (seed, epoch), and the last
-checkpoint holds the model, optimizer and scheduler state: so stopping after an epoch and
+checkpoint holds the model and optimizer state (the learning rate is a function of the epoch): so stopping after an epoch and
 continuing must give bit-identical weights and the same history (apart from the timings).
 """
 
@@ -16,7 +16,9 @@ from xraykit import cli
 from xraykit.data.synthetic import synthetic_splits
 from xraykit.errors import XrayError
 from xraykit.runs import Run
-from xraykit.training import Callbacks
+from xraykit.training import Callbacks, learning_rate
+
+from histories import without_timings
 
 # One batch per epoch keeps every test to a handful of optimizer steps.
 TINY = dict(batch_size=32, image_size=32, device="cpu", quiet=True)
@@ -38,22 +40,13 @@ class StopAfter(Callbacks):
             raise KeyboardInterrupt
 
 
-TIMINGS = {"seconds", "feature_seconds"}  # wall clock: the only part of a history that may differ
-
-
-def without_seconds(history: list[dict]) -> list[dict]:
-    # A resumed fine-tuning run computes its feature cache again, so its first resumed epoch
-    # records a feature pass that the uninterrupted run's same epoch did not need.
-    return [{k: v for k, v in h.items() if k not in TIMINGS} for h in history]
-
-
 def assert_same_run(resumed: Run, straight: Run) -> None:
     a, b = resumed.load_checkpoint("last"), straight.load_checkpoint("last")
     assert a["epoch"] == b["epoch"] == 3
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert without_seconds(resumed.history) == without_seconds(straight.history)
+    assert without_timings(resumed.history) == without_timings(straight.history)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
 
 
@@ -77,6 +70,17 @@ def test_strong_recipe_resumed_after_a_stop_equals_the_uninterrupted_run(splits,
     straight = xraykit.train(splits, out=tmp_path / "straight", epochs=3, **TINY, **kwargs)
     assert straight.config.augment and straight.config.schedule == "cosine"
     assert_same_run(interrupted_then_resumed(splits, tmp_path, **kwargs), straight)
+
+
+def test_a_cosine_run_extended_with_more_epochs_follows_the_cosine_of_its_new_length(splits, tmp_path):
+    # Planned for 2 epochs, extended to 5: the learning rate goes on falling towards zero over
+    # the new length instead of reaching zero at epoch 2 and climbing back up.
+    run = xraykit.train(splits, "scratch", out=tmp_path / "run", epochs=2, schedule="cosine", **TINY)
+    extended = xraykit.resume(run, epochs=5, data=splits, quiet=True)
+    lrs = [h["lr"] for h in extended.history]
+    assert lrs[:2] == [learning_rate(1e-3, e, 2, "cosine") for e in range(2)]
+    assert lrs[2:] == [learning_rate(1e-3, e, 5, "cosine") for e in range(2, 5)]
+    assert all(a > b > 0 for a, b in zip(lrs[2:], lrs[3:]))
 
 
 def test_scratch_from_a_folder_extended_with_the_cli_equals_the_uninterrupted_run(tmp_path):

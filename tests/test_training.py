@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import xraykit
 from xraykit import plugins
 from xraykit.data.synthetic import synthesize, synthetic_splits
-from xraykit.training import Callbacks, predict_proba, set_train_mode
+from xraykit.training import Callbacks, learning_rate, predict_proba, set_train_mode
 from xraykit.weights import safe_load
 
 RESNET18 = plugins.get("backbone", "resnet18")
@@ -115,3 +117,26 @@ def test_a_few_epochs_from_scratch_lower_the_loss_and_beat_chance_on_unseen_imag
     predicted = predict_proba(run.load_model(), unseen.images, run.backbone).argmax(1)
     accuracy = (predicted == unseen.labels).float().mean().item()
     assert accuracy > 0.65, f"accuracy {accuracy:.3f} on unseen images (chance: 0.5)"
+
+
+@given(st.floats(1e-6, 1.0), st.integers(1, 60))
+def test_the_cosine_learning_rate_equals_torchs_cosine_annealing_schedule(base, epochs):
+    # Two ways of computing one schedule: xraykit's closed form of the epoch, and torch's
+    # scheduler object stepped once per epoch.
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    for epoch in range(epochs):
+        assert learning_rate(base, epoch, epochs, "cosine") == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9, abs=1e-15)
+        optimizer.step()
+        scheduler.step()
+
+
+@given(st.floats(1e-6, 1.0), st.integers(0, 100), st.integers(1, 100))
+def test_a_constant_schedule_keeps_the_learning_rate_it_was_given(base, epoch, epochs):
+    assert learning_rate(base, epoch, epochs, "constant") == base
+
+
+def test_each_epoch_records_the_learning_rate_it_trained_with(tmp_path):
+    run = xraykit.train("synthetic:n=32", "scratch", epochs=3, image_size=32, lr=2e-3, schedule="cosine",
+                        out=tmp_path / "run", quiet=True)
+    assert [h["lr"] for h in run.history] == [learning_rate(2e-3, e, 3, "cosine") for e in range(3)]

@@ -436,8 +436,10 @@ def explain_score(run, data: DataLike = "synthetic", *, methods: Optional[Sequen
     ``limit`` of them) is explained for ``target`` by each of ``methods`` (default: every
     registered explainer that supports the run's backbone), and scored by the pointing
     game and the share of positive attribution inside the mask, beside the mask's area
-    fraction, the chance level of both (see :mod:`xraykit.scoring`). ``options`` maps a
-    method to its options: ``{"occlusion": {"patch": 16}}``.
+    fraction, the chance level of both (see :mod:`xraykit.scoring`). A method drawn on a grid
+    coarser than the image (``cam``) also gets ``ideal``: the grid and the scores of a
+    perfect map on it, the most that grid allows. ``options`` maps a method to its options:
+    ``{"occlusion": {"patch": 16}}``.
     """
     from . import scoring
 

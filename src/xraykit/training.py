@@ -201,14 +201,30 @@ def accelerated(forward: Callable, device: torch.device) -> Callable:
     return fast
 
 
-def checkpoint(model, optimizer, scheduler, epoch: int, history: list, config: TrainConfig, best_val_loss: float) -> dict:
-    """A complete checkpoint of plain values and tensors: loads with ``weights_only=True``."""
+def learning_rate(base: float, epoch: int, epochs: int, schedule: str = "constant") -> float:
+    """The learning rate of ``epoch`` (counted from 0) in a run of ``epochs``.
+
+    ``"constant"`` keeps ``base``; ``"cosine"`` falls from ``base`` along half a cosine,
+    ``base * (1 + cos(pi * epoch / epochs)) / 2``, the values of torch's CosineAnnealingLR.
+    A plain function of the epoch instead of a scheduler object with its own state, so a
+    run resumed with more epochs follows the cosine of its new length (a stored scheduler
+    would keep the old one, which climbs back up after its end).
+    """
+    if schedule == "cosine":
+        return base * (1 + math.cos(math.pi * epoch / epochs)) / 2
+    return base
+
+
+def checkpoint(model, optimizer, epoch: int, history: list, config: TrainConfig, best_val_loss: float) -> dict:
+    """A complete checkpoint of plain values and tensors: loads with ``weights_only=True``.
+
+    The learning rate needs no state of its own: :func:`learning_rate` computes it from the epoch.
+    """
     return {
         "format": CHECKPOINT_FORMAT,
         "version": 1,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler else None,
         "epoch": epoch,
         "history": history,
         "config": config.to_dict(),
@@ -272,9 +288,6 @@ def fit(
     strategy.freeze(model, backbone)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = strategy.optimizer(params, lr=config.lr)
-    scheduler = None
-    if config.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     weight = class_weights(train.labels, config.num_classes).to(device) if config.class_weights == "auto" else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
 
@@ -283,8 +296,6 @@ def fit(
     if resume is not None:  # a checkpoint saved at the end of an epoch: continue with the next
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume.get("scheduler"):
-            scheduler.load_state_dict(resume["scheduler"])
         history, best_val_loss, start_epoch = list(resume["history"]), resume["best_val_loss"], resume["epoch"]
 
     # 2. With a frozen backbone and no augmentation the backbone's output for an image never
@@ -318,19 +329,20 @@ def fit(
         else:
             train_prepare = prepare
 
-        # 3. One epoch: shuffle, forward, loss, backward, step.
+        # 3. One epoch at this epoch's learning rate: shuffle, forward, loss, backward, step.
+        lr = learning_rate(config.lr, epoch, config.epochs, config.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         callbacks.on_epoch_start(epoch + 1, config.epochs, math.ceil(len(order) / config.batch_size))
         set_train_mode(model)
         train_loss = train_one_epoch(train_forward, train_x, train.labels, order, train_prepare, optimizer, loss_fn,
                                      config.batch_size, device, callbacks)
-        if scheduler is not None:
-            scheduler.step()
 
         # 4. Validation loss and accuracy, with the model in eval mode.
         model.eval()
         val_loss, val_acc = validate(eval_forward, val_x, val.labels, prepare, loss_fn, 64, device)
-        record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                  "val_accuracy": val_acc, "seconds": time.perf_counter() - started + feature_seconds}
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
+                  "lr": lr, "seconds": time.perf_counter() - started + feature_seconds}
         if feature_seconds:
             record["feature_seconds"], feature_seconds = feature_seconds, 0.0
         history.append(record)
@@ -339,7 +351,7 @@ def fit(
         is_best = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
         if distributed.is_main():
-            state = checkpoint(model, optimizer, scheduler, epoch + 1, history, config, best_val_loss)
+            state = checkpoint(model, optimizer, epoch + 1, history, config, best_val_loss)
             if is_best:
                 save_torch(run_dir / "checkpoints" / "best.pt", state)
             save_torch(run_dir / "checkpoints" / "last.pt", state)
