@@ -24,9 +24,9 @@ import xraykit
 
 VARIANTS = {  # label: (method, options)
     "cam (layer4)": ("cam", {}),
-    "cam (layer4, receptive-field)": ("cam", {"align": "receptive-field"}),
+    "cam (layer4 receptive-field)": ("cam", {"align": "receptive-field"}),
     "cam (layer3)": ("cam", {"layer": "layer3"}),
-    "cam (layer3, receptive-field)": ("cam", {"layer": "layer3", "align": "receptive-field"}),
+    "cam (layer3 receptive-field)": ("cam", {"layer": "layer3", "align": "receptive-field"}),
     "cam (layer2)": ("cam", {"layer": "layer2"}),
     "guided-gradcam (layer4)": ("guided-gradcam", {}),
     "guided-gradcam (layer3)": ("guided-gradcam", {"layer": "layer3"}),

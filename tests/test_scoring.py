@@ -200,7 +200,7 @@ def test_the_cli_scores_a_folder_written_by_synth_and_prints_a_table(tiny_run, t
                                       "--methods", "cam", "--limit", "2", "--out", str(tmp_path / "score")])
     assert result.exit_code == 0, result.output
     assert "pointing game" in result.output
-    assert "ideal map" in result.output.lower() and "1x1" in result.output  # cam's grid at 32 px: one cell
+    assert "ideal" in result.output.lower() and "on 1x1" in result.output  # cam's grid at 32 px: one cell
     saved = json.loads((tmp_path / "score" / "explain_score.json").read_text())
     _check_summary(saved, ["cam"])
 

@@ -265,17 +265,16 @@ def explain_score(
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     s = api.explain_score(run, data, methods=chosen, limit=limit, out=out, which=which, options=options)
     table = Table(title=f"Where the explanations point: {s['images']} {s['target']} test images with known lesions")
-    for col in ("method", "pointing game", "share inside mask", "chance (mask area)", "ideal map at its grid", "s / image"):
+    for col in ("method", "pointing game", "inside share", "chance", "ideal on its grid", "s / image"):
         table.add_column(col, justify="left" if col == "method" else "right")
     chance = f"{s['chance']['mask_area_fraction']:.3f}"
     for name, m in s["methods"].items():
         ideal = m["ideal"]
-        ceiling = f"{ideal['pointing_game']:.3f} / {ideal['inside_share']:.3f} ({ideal['grid'][0]}x{ideal['grid'][1]})" if ideal else "-"
+        ceiling = f"{ideal['pointing_game']:.3f} / {ideal['inside_share']:.3f} on {ideal['grid'][0]}x{ideal['grid'][1]}" if ideal else "-"
         table.add_row(name, f"{m['pointing_game']:.3f}", f"{m['inside_share']:.3f}", chance, ceiling, f"{m['seconds_per_image']:.3f}")
     console.print(table)
-    if any(m["ideal"] for m in s["methods"].values()):
-        console.print("Ideal map: pointing game / inside share of a perfect map on the method's grid, "
-                      "the most that grid allows.")
+    console.print("Chance: the lesions' share of the image, what a map drawn at random scores. Ideal: the pointing game "
+                  "and inside share of a perfect map on the method's grid, the most that grid allows.")
     console.print(f"The model called {s['predicted_as_target']:.0%} of these images {s['target']}. "
                   f"Wrote {out or run}/explain_score.json")
 
