@@ -40,15 +40,23 @@ def test_the_app_help_lists_every_command():
         assert name in result.output
 
 
-def test_demo_at_a_tiny_size_writes_a_complete_run_folder_and_says_imagenet_was_unavailable(tmp_path):
+def test_demo_at_a_tiny_size_writes_a_complete_run_folder_and_says_imagenet_was_unavailable(tmp_path, monkeypatch):
+    from xraykit import api
+
+    written = []  # every file api writes through write_json, in order
+    monkeypatch.setattr(api, "write_json", lambda path, obj, _w=api.write_json: (written.append(path), _w(path, obj)))
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--n", "48", "--image-size", "32", "--epochs", "1",
-                                      "--out", str(out), "--quiet"], env=WIDE)
+                                      "--out", str(out), "--quiet", "--seed", "3"], env=WIDE)
     assert result.exit_code == 0, result.output
     for name in ("loss_curves.png", "metrics.json", "misclassified.png", "cam.png", "report.md"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert written.count(out / "metrics.json") == 1  # written once, complete, never rewritten
 
     metrics = json.loads((out / "metrics.json").read_text())
+    # The data is named as explain-score and evaluate accept it, so the demo's test images can be found again.
+    assert metrics["data"] == "synthetic:n=48,seed=3"
+    assert metrics["seconds"] > 0
     assert len(metrics["tasks"]) == 2
     for task in metrics["tasks"].values():
         assert 0 <= task["accuracy"] <= 1
