@@ -109,3 +109,26 @@ def test_the_demo_refuses_an_explicit_out_that_already_holds_a_run(tmp_path):
     assert again.exit_code == 2
     assert "already holds a run" in again.stderr and "Traceback" not in again.output
     assert (out / "metrics.json").read_bytes() == before
+
+
+def test_the_demo_passes_each_runs_history_to_the_last_epoch_note_and_shows_the_note_everywhere(tmp_path, monkeypatch):
+    # Whether a last epoch is "far worse" is specified in test_report.py; here: compare asks for every
+    # run, with what the run recorded, and a note it gets reaches the terminal, report.md and metrics.json.
+    from xraykit import report
+
+    asked = []
+
+    def note(label, history, select, run_path, data):
+        asked.append((label, len(history), select, data))
+        return f"NOTE for {label}" if label.startswith("Task 1.1") else None
+
+    monkeypatch.setattr(report, "last_epoch_note", note)
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--n", "32", "--image-size", "32", "--epochs", "2", "--quiet",
+                                      "--out", str(out)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert asked == [("Task 1.1: scratch", 2, "last", "synthetic:n=32,seed=0"),
+                     ("Task 1.2: finetune", 2, "last", "synthetic:n=32,seed=0")]
+    assert "NOTE for Task 1.1: scratch" in words(result.output)
+    assert "NOTE for Task 1.1: scratch" in (out / "report.md").read_text()
+    assert json.loads((out / "metrics.json").read_text())["notes"][-1] == "NOTE for Task 1.1: scratch"

@@ -530,7 +530,7 @@ def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone:
             finetune_weights: Optional[str] = None, val_from_train: Optional[float] = None, quiet: bool = False,
             title: str = "Task 1.1 (from scratch) vs Task 1.2 (fine-tuning)", _demo: bool = False) -> dict:
     """Both tasks on the same data and split, evaluated on its test split, in one teaching page."""
-    from .report import write_report
+    from .report import last_epoch_note, write_report
 
     started = time.perf_counter()
     out = Path(out)
@@ -548,6 +548,14 @@ def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone:
     if weights is None and _demo:
         weights = _demo_weights(runs["Task 1.1: scratch"], _callbacks("finetune", quiet, None), notes, backbone)
     runs["Task 1.2: finetune"] = train(splits, "finetune", weights=weights, out=out / "task1.2-finetune", **common)
+
+    say = _callbacks("compare", quiet, None)
+    for label, run in runs.items():
+        note = last_epoch_note(label, run.history, run.config.select, run.path,
+                               "DATA" if isinstance(data, dict) else str(data))
+        if note:
+            say.message(f"[yellow]{note}[/]")
+            notes.append(note)
 
     results = {}
     for label, run in runs.items():

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .io import write_text
 
 CREDIT = ("Real chest X-rays: Kermany, Zhang and Goldbaum (2018), Mendeley Data v2, "
           "doi:10.17632/rscbjbr9sj.2, CC BY 4.0.")
+
+
+def last_epoch_note(label: str, history: list[dict], select: str, run_path, data: str) -> str | None:
+    """A warning when a run that keeps its last epoch (the report's recipe) ended far worse than its best.
+
+    The report's recipe scores the weights after the last epoch, whatever that epoch was; on small
+    data one unlucky epoch can halve the test accuracy. The numbers are not hidden or replaced:
+    the class is told, and shown the command that scores the best epoch instead.
+    """
+    finite = [(h["val_loss"], h["epoch"]) for h in history if math.isfinite(h["val_loss"])]
+    if select != "last" or len(history) < 2 or not finite:
+        return None
+    best_loss, best_epoch = min(finite)
+    last = history[-1]["val_loss"]
+    if math.isfinite(last) and last <= 1.5 * best_loss:
+        return None
+    return (f"{label} keeps its last epoch (the report's recipe), whose validation loss ({last:.2f}) is far above "
+            f"its best ({best_loss:.2f}, epoch {best_epoch}): its test numbers are that last epoch's. "
+            f"`xraykit evaluate {run_path} {data} --which best` scores the best epoch; `--recipe strong` keeps it.")
 
 
 def _pct(x) -> str:
