@@ -132,3 +132,11 @@ def test_the_demo_passes_each_runs_history_to_the_last_epoch_note_and_shows_the_
     assert "NOTE for Task 1.1: scratch" in words(result.output)
     assert "NOTE for Task 1.1: scratch" in (out / "report.md").read_text()
     assert json.loads((out / "metrics.json").read_text())["notes"][-1] == "NOTE for Task 1.1: scratch"
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["explain-score"]], ids=["evaluate", "explain-score"])
+def test_a_checkpoint_other_than_best_or_last_is_refused_by_name(tiny_run, command):
+    result = CliRunner().invoke(app, [*command, str(tiny_run.path), "synthetic:n=32", "--which", "../worst"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--which must be 'best' or 'last'" in lines[0] and "'../worst'" in lines[0]

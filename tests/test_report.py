@@ -22,8 +22,9 @@ def test_a_run_that_keeps_its_last_epoch_is_flagged_exactly_when_that_epoch_is_f
         best_epoch = val.index(min(val)) + 1
         assert note.startswith("Task 1.1: scratch")
         assert f"{val[-1]:.2f}" in note and f"{min(val):.2f}" in note and f"epoch {best_epoch}" in note
-        # ...and told how to see the best epoch's numbers, with a command that names this run and data.
-        assert "xraykit evaluate runs/t11 synthetic:n=640,seed=0 --which best" in note
+        # ...and told how to see the best epoch's numbers, with a command that names this run and data
+        # and writes them beside the last epoch's instead of over them.
+        assert "xraykit evaluate runs/t11 synthetic:n=640,seed=0 --which best --out runs/t11/best" in note
 
 
 @given(losses)

@@ -27,7 +27,8 @@ def last_epoch_note(label: str, history: list[dict], select: str, run_path, data
         return None
     return (f"{label} keeps its last epoch (the report's recipe), whose validation loss ({last:.2f}) is far above "
             f"its best ({best_loss:.2f}, epoch {best_epoch}): its test numbers are that last epoch's. "
-            f"`xraykit evaluate {run_path} {data} --which best` scores the best epoch; `--recipe strong` keeps it.")
+            f"`xraykit evaluate {run_path} {data} --which best --out {run_path}/best` scores the best epoch, "
+            f"beside these numbers; `--recipe strong` keeps it.")
 
 
 def _pct(x) -> str:

@@ -57,6 +57,8 @@ class Run:
     def checkpoint_path(self, which: str | None = None) -> Path:
         """``best`` or ``last``; by default the one the run's recipe selects."""
         which = which or self.config.select
+        if which not in ("best", "last"):  # also keeps a name like '../x' from reaching the file system
+            raise XrayError(f"{self.path}: --which must be 'best' or 'last', got '{which}'")
         path = self.path / "checkpoints" / f"{which}.pt"
         if not path.is_file() and which == "best":
             path = self.path / "checkpoints" / "last.pt"
