@@ -144,3 +144,23 @@ def test_the_cli_reports_a_mismatching_weights_file_in_one_line(data, tmp_path):
 def test_a_missing_weights_file_is_an_error_naming_it(tmp_path):
     with pytest.raises(CheckpointError, match="nothere.pth"):
         xraykit.create_backbone("resnet18", weights=str(tmp_path / "nothere.pth"))
+
+
+def test_a_backbone_can_adapt_a_file_in_an_older_key_format_given_by_weights_path(tmp_path):
+    # A plugin whose published weights use older key names (torchvision's DenseNet file does)
+    # declares adapt_state_dict; xraykit applies it to every --weights PATH file before fitting.
+    import dataclasses
+
+    from xraykit.weights import load_weights
+
+    resnet18 = xraykit.plugins.get("backbone", "resnet18")
+    old = {f"old.{key}": value for key, value in torchvision.models.resnet18().state_dict().items()}
+    torch.save(old, tmp_path / "old-format.pth")
+
+    with pytest.raises(CheckpointError, match=r"old-format\.pth.*no tensor 'conv1\.weight'"):
+        load_weights(resnet18.build(2), resnet18, str(tmp_path / "old-format.pth"))
+
+    renamed = dataclasses.replace(resnet18, adapt_state_dict=lambda s: {k.removeprefix("old."): v for k, v in s.items()})
+    model = renamed.build(2)
+    load_weights(model, renamed, str(tmp_path / "old-format.pth"))
+    assert_backbone_from(model.state_dict(), {k.removeprefix("old."): v for k, v in old.items()})

@@ -77,7 +77,10 @@ class Backbone:
     first convolution (folded from three channels to one when RGB weights are loaded) and
     ``cam_layer`` the module whose output Class Activation Maps are computed from.
     ``pretrained`` maps a weights name (``"imagenet"``) to a function that returns a
-    state dict in the backbone's original (torchvision) format.
+    state dict in the backbone's original (torchvision) format. ``adapt_state_dict``, where
+    the published files of a family use older key names than its code today (torchvision's
+    DenseNet file does), turns such a state dict into the current format; it is applied to
+    every file given with ``--weights PATH`` and must leave a current-format one unchanged.
     """
 
     name: str
@@ -86,6 +89,7 @@ class Backbone:
     stem: str
     cam_layer: Optional[str] = None
     pretrained: Mapping[str, Callable[[], dict]] = field(default_factory=dict)
+    adapt_state_dict: Optional[Callable[[dict], dict]] = None
     mean: float = 0.449  # ImageNet's RGB means and stds averaged, for one channel
     std: float = 0.226
     description: str = ""

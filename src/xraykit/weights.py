@@ -153,5 +153,8 @@ def load_weights(model: nn.Module, backbone: Backbone, weights: Optional[str], l
     if not path.exists():
         names = ", ".join(sorted(backbone.pretrained)) or "none"
         raise CheckpointError(f"{weights}: no such file, and not a weights name of {backbone.name} (names: {names})")
-    fit_state_dict(model, state_dict_from(safe_load(path), path), backbone, str(path), load_head)
+    state = state_dict_from(safe_load(path), path)
+    if backbone.adapt_state_dict is not None:
+        state = backbone.adapt_state_dict(state)
+    fit_state_dict(model, state, backbone, str(path), load_head)
     return f"weights from {path}"

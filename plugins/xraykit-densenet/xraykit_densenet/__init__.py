@@ -55,6 +55,7 @@ DENSENET121 = xraykit.Backbone(
     # The output of the last dense block (after norm5): the last spatial map before pooling.
     cam_layer="features",
     pretrained={"imagenet": _imagenet},
+    adapt_state_dict=modernize_state_dict,  # so a copy of torchvision's file works as --weights PATH too
     description="torchvision DenseNet-121 as in CheXNet (7.0M parameters); ImageNet weights via torchvision's cache "
                 "(plugin xraykit-densenet)",
 )
