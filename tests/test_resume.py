@@ -117,3 +117,30 @@ def test_resuming_a_finished_run_changes_nothing(splits, tmp_path):
     again = xraykit.resume(run, data=splits, quiet=True)
     assert torch.equal(again.load_checkpoint("last")["model"]["fc.weight"], before)
     assert len(again.history) == 1
+
+
+def test_a_run_of_the_demo_extended_with_the_cli_equals_one_trained_that_long(tmp_path):
+    # The demo trains on data it loaded itself; its runs still record which data that was
+    # (synthetic:n=N,seed=S), so `xraykit train --resume RUN --epochs N` needs nothing more.
+    runner = CliRunner()
+    demo = ["demo", "--n", "24", "--image-size", "32", "--epochs", "2", "--seed", "5", "--quiet"]
+    assert runner.invoke(cli.app, [*demo, "--out", str(tmp_path / "demo")]).exit_code == 0
+    stopped = tmp_path / "demo" / "task1.1-scratch"
+    assert Run(stopped).config.data == "synthetic:n=24,seed=5"
+    result = runner.invoke(cli.app, ["train", "--resume", str(stopped), "--epochs", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    straight = xraykit.train("synthetic:n=24,seed=5", "scratch", out=tmp_path / "straight", epochs=3, seed=5, **TINY)
+    assert_same_run(Run(stopped), straight)
+
+
+def test_a_run_trained_on_data_in_memory_resumes_from_the_cli_when_given_the_data(splits, tmp_path):
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        xraykit.train(splits, out=out, epochs=3, seed=5, callbacks=StopAfter(2), **TINY)
+    refused = CliRunner().invoke(cli.app, ["train", "--resume", str(out), "--quiet"])
+    assert refused.exit_code == 2
+    assert "xraykit train DATA --resume" in " ".join(refused.stderr.split())
+    given = CliRunner().invoke(cli.app, ["train", "synthetic:n=24,seed=5", "--resume", str(out), "--quiet"])
+    assert given.exit_code == 0, given.output
+    straight = xraykit.train(splits, out=tmp_path / "straight", epochs=3, seed=5, **TINY)
+    assert_same_run(Run(out), straight)

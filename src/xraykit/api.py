@@ -158,13 +158,16 @@ def train(
     skip_bad: bool = False,
     quiet: bool = False,
     callbacks: Optional[Callbacks] = None,
+    data_name: Optional[str] = None,
 ) -> Run:
     """Train ``task`` (a strategy: ``scratch`` or ``finetune``) on ``data``; returns the run.
 
     Defaults are the report's recipe: ResNet-18, ``fc`` -> 2 classes, Adam, batch 32,
     10 epochs, lr and starting weights from the strategy. ``recipe="strong"`` adds
     augmentation, class weights, a cosine schedule and best-validation selection; any
-    keyword given explicitly wins over the recipe.
+    keyword given explicitly wins over the recipe. ``data_name``, when ``data`` is already
+    loaded, says where it came from (``synthetic:n=640,seed=0``, a folder), so that
+    ``config.json`` records it and ``--resume`` can load it again.
     """
     strategy = plugins.get("strategy", task)
     bb = plugins.get("backbone", backbone)
@@ -203,7 +206,7 @@ def train(
 
     config = TrainConfig(
         # An absolute path, so that `--resume` works from any directory.
-        data="in-memory" if isinstance(data, dict) else str(Path(data).resolve()) if Path(data).exists() else str(data),
+        data=_data_name(data_name if data_name is not None else data),
         task=task, backbone=backbone, weights=weights if weights is not None else strategy.weights,
         epochs=epochs, lr=lr if lr is not None else strategy.lr, batch_size=batch_size, image_size=image_size,
         seed=seed, device=device, recipe=recipe, feature_cache=feature_cache, val_from_train=val_from_train,
@@ -229,6 +232,13 @@ def train(
     return _fit_and_plot(model, bb, strategy, train_data, val_data, config, run_dir, cb, resume=None)
 
 
+def _data_name(data: DataLike) -> str:
+    """What ``config.json`` records as a run's data: an absolute path, so that ``--resume`` works from anywhere."""
+    if isinstance(data, dict):
+        return "in-memory"
+    return str(Path(data).resolve()) if Path(data).exists() else str(data)
+
+
 def _fit_and_plot(model, bb, strategy, train_data, val_data, config, run_dir, cb, resume) -> Run:
     try:
         history = fit(model, bb, strategy, train_data, val_data, config, run_dir, cb, resume=resume)
@@ -251,7 +261,8 @@ def resume(run: Union[str, Path, Run], *, epochs: Optional[int] = None, quiet: b
         config.epochs = epochs
     if data is None:
         if config.data == "in-memory":
-            raise XrayError(f"{run.path}: trained on in-memory data; pass data= to resume it")
+            raise XrayError(f"{run.path}: trained on data loaded in Python, so the run cannot find it again; "
+                            f"give it: xraykit train DATA --resume {run.path} (or resume(run, data=...))")
         data = config.data
     # A run stopped before its first epoch ended has no checkpoint: it starts again, exactly as train() did.
     state = run.load_checkpoint("last") if (run.path / "checkpoints" / "last.pt").is_file() else None
@@ -543,6 +554,7 @@ def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone:
                   device=device, recipe=recipe, val_from_train=val_from_train, quiet=quiet)
     notes: list[str] = []
     runs: dict[str, Run] = {}
+    common["data_name"] = None if isinstance(data, dict) else str(data)  # loaded once above, recorded as named
     runs["Task 1.1: scratch"] = train(splits, "scratch", out=out / "task1.1-scratch", **common)
     weights = finetune_weights
     if weights is None and _demo:

@@ -107,12 +107,12 @@ def train(
     select: Optional[str] = typer.Option(None, help="Checkpoint used for evaluation: 'last' or 'best' (lowest val loss)."),
     feature_cache: bool = typer.Option(True, help="Train a frozen backbone's head on cached features (exact)."),
     skip_bad: bool = typer.Option(False, help="Warn about unreadable images and train on the rest."),
-    resume: Optional[Path] = typer.Option(None, help="Continue this run folder from its last checkpoint."),
+    resume: Optional[Path] = typer.Option(None, help="Continue this run folder from its last checkpoint (on the data it recorded; give DATA only if it was trained on data loaded in Python)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Train ResNet-18 (or another backbone) from scratch or by fine-tuning."""
     if resume is not None:
-        run = api.resume(resume, epochs=epochs, quiet=quiet)
+        run = api.resume(resume, epochs=epochs, quiet=quiet, data=data)  # DATA only for runs trained on loaded data
     else:
         if data is None:
             raise XrayError("give a DATA folder (or 'synthetic'), or --resume RUN")
