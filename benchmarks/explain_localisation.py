@@ -10,7 +10,8 @@ The chance level of both scores is the lesions' share of the image; a method is 
 informative where it beats that by far. For the CAM rows the ideal map's scores (a perfect
 map on the same grid) say how much a coarse grid allows at all. ``--recipe strong`` scores
 the best-validation checkpoint instead of the demo's last epoch. Seconds per image are wall clock on this machine,
-for the same images, so compare them within one run.
+for the same images, so compare them within one run. ``benchmarks/results/`` keeps the JSON of the
+runs quoted in Tutorial 4 (``--json``), named by size, recipe and seed.
 """
 
 from __future__ import annotations
