@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 import pytest
 import typer
@@ -140,3 +141,14 @@ def test_a_checkpoint_other_than_best_or_last_is_refused_by_name(tiny_run, comma
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--which must be 'best' or 'last'" in lines[0] and "'../worst'" in lines[0]
+
+
+def test_train_ends_with_the_evaluate_command_for_its_own_data(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "synthetic:n=32,seed=1", "--image-size", "32", "--epochs", "1",
+                                      "--out", str(out), "--quiet"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    command = f"Next: xraykit evaluate {out} synthetic:n=32,seed=1"
+    assert command in words(result.output)
+    # ...and that command works as printed.
+    assert CliRunner().invoke(app, shlex.split(command.removeprefix("Next: xraykit ")), env=WIDE).exit_code == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 from pathlib import Path
 from typing import List, Optional
 
@@ -137,7 +138,12 @@ def train(
     last = run.history[-1] if run.history else {}
     console.print(f"Run folder: [bold]{run.path}[/] (val loss {last.get('val_loss', float('nan')):.4f}, "
                   f"val accuracy {last.get('val_accuracy', float('nan')):.3f}). "
-                  f"Next: xraykit evaluate {run.path} DATA/test")
+                  f"Next: xraykit evaluate {shlex.quote(str(run.path))} {_data_argument(run)}")
+
+
+def _data_argument(run) -> str:
+    """The DATA to give a command about ``run``: the data it recorded, or a placeholder for data loaded in Python."""
+    return "DATA/test" if run.config.data == "in-memory" else shlex.quote(run.config.data)
 
 
 @app.command()
