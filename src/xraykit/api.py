@@ -551,10 +551,10 @@ def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone:
     splits = load_data(data, image_size)
     _test_split(splits, data)
     common = dict(backbone=backbone, epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed,
-                  device=device, recipe=recipe, val_from_train=val_from_train, quiet=quiet)
+                  device=device, recipe=recipe, val_from_train=val_from_train, quiet=quiet,
+                  data_name=None if isinstance(data, dict) else str(data))  # loaded once above, recorded as named
     notes: list[str] = []
     runs: dict[str, Run] = {}
-    common["data_name"] = None if isinstance(data, dict) else str(data)  # loaded once above, recorded as named
     runs["Task 1.1: scratch"] = train(splits, "scratch", out=out / "task1.1-scratch", **common)
     weights = finetune_weights
     if weights is None and _demo:
@@ -563,8 +563,7 @@ def compare(data: DataLike, *, out: Union[str, Path] = "runs/compare", backbone:
 
     say = _callbacks("compare", quiet, None)
     for label, run in runs.items():
-        note = last_epoch_note(label, run.history, run.config.select, run.path,
-                               "DATA" if isinstance(data, dict) else str(data))
+        note = last_epoch_note(label, run.history, run.config.select, run.path, run.data_argument or "DATA")
         if note:
             say.message(f"[yellow]{note}[/]")
             notes.append(note)

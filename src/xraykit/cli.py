@@ -138,12 +138,7 @@ def train(
     last = run.history[-1] if run.history else {}
     console.print(f"Run folder: [bold]{run.path}[/] (val loss {last.get('val_loss', float('nan')):.4f}, "
                   f"val accuracy {last.get('val_accuracy', float('nan')):.3f}). "
-                  f"Next: xraykit evaluate {shlex.quote(str(run.path))} {_data_argument(run)}")
-
-
-def _data_argument(run) -> str:
-    """The DATA to give a command about ``run``: the data it recorded, or a placeholder for data loaded in Python."""
-    return "DATA/test" if run.config.data == "in-memory" else shlex.quote(run.config.data)
+                  f"Next: xraykit evaluate {shlex.quote(str(run.path))} {run.data_argument or 'DATA/test'}")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 from pathlib import Path
 
 from .io import write_text
@@ -14,7 +15,7 @@ CREDIT = ("Real chest X-rays: Kermany, Zhang and Goldbaum (2018), Mendeley Data 
 def last_epoch_note(label: str, history: list[dict], select: str, run_path, data: str) -> str | None:
     """A warning when a run that keeps its last epoch (the report's recipe) ended far worse than its best.
 
-    The report's recipe scores the weights after the last epoch, whatever that epoch was; on small
+    ``data`` is the DATA argument as the user would type it. The report's recipe scores the weights after the last epoch, whatever that epoch was; on small
     data one unlucky epoch can halve the test accuracy. The numbers are not hidden or replaced:
     the class is told, and shown the command that scores the best epoch instead.
     """
@@ -27,8 +28,8 @@ def last_epoch_note(label: str, history: list[dict], select: str, run_path, data
         return None
     return (f"{label} keeps its last epoch (the report's recipe), whose validation loss ({last:.2f}) is far above "
             f"its best ({best_loss:.2f}, epoch {best_epoch}): its test numbers are that last epoch's. "
-            f"`xraykit evaluate {run_path} {data} --which best --out {run_path}/best` scores the best epoch, "
-            f"beside these numbers; `--recipe strong` keeps it.")
+            f"`xraykit evaluate {shlex.quote(str(run_path))} {data} --which best --out {shlex.quote(f'{run_path}/best')}` "
+            f"scores the best epoch, beside these numbers; `--recipe strong` keeps it.")
 
 
 def _pct(x) -> str:

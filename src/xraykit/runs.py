@@ -13,6 +13,7 @@ RUN/metrics.json         after `xraykit evaluate`
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from torch import nn
@@ -45,6 +46,12 @@ class Run:
     def history(self) -> list[dict]:
         f = self.path / "history.json"
         return read_json(f) if f.is_file() else []
+
+    @property
+    def data_argument(self) -> str | None:
+        """The DATA to type in a command about this run (the data it recorded, quoted for the shell), or
+        ``None`` when it was trained on data loaded in Python, which no command can name."""
+        return None if self.config.data == "in-memory" else shlex.quote(self.config.data)
 
     @property
     def classes(self) -> tuple[str, ...]:
