@@ -78,7 +78,7 @@ def main() -> None:
             "val": {k: val_metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")},
             "test": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "per_class_accuracy", "sensitivity",
                                              "specificity", "roc_auc", "majority_baseline", "confusion_matrix")},
-            "weights": run.config.extra["weights_loaded"], "checkpoint": metrics["checkpoint"],
+            "weights": run.record.weights_loaded, "checkpoint": metrics["checkpoint"],
         }
         print(json.dumps({label: results[label]}, indent=1))
     print(f"total {time.perf_counter() - started:.0f} s; torch threads {torch.get_num_threads()}")

@@ -25,6 +25,7 @@ import math
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -98,7 +99,8 @@ def _warm_up(model, optimizer, x) -> None:
 def xraykit_loop(images, labels, batch_size: int):
     """(b) One epoch of Task 1.1 on images held as uint8: fit's own loop (no checkpoints, no validation)."""
     from xraykit import plugins
-    from xraykit.training import Callbacks, epoch_order, set_train_mode, to_input, train_one_epoch
+    from xraykit.inference import to_input
+    from xraykit.loop import Callbacks, epoch_order, set_train_mode, train_one_epoch
 
     backbone = plugins.get("backbone", "resnet18")
     torch.manual_seed(0)
@@ -118,7 +120,8 @@ def xraykit_loop(images, labels, batch_size: int):
 def compute_loop(images, labels, batch_size: int):
     """(c) One epoch of forward + backward + step alone, on float batches made before the clock starts."""
     from xraykit import plugins
-    from xraykit.training import epoch_order, to_input
+    from xraykit.inference import to_input
+    from xraykit.loop import epoch_order
 
     backbone = plugins.get("backbone", "resnet18")
     torch.manual_seed(0)
@@ -144,12 +147,12 @@ def compute_loop(images, labels, batch_size: int):
 def finetune(images, labels, epochs: int, uncached_epochs: int, batch_size: int) -> dict:
     """(d) and (e): Task 1.2 without and with the frozen-feature cache, and one plain inference pass."""
     from xraykit import plugins
-    from xraykit.training import (Callbacks, epoch_order, head_inputs, predict_logits, set_train_mode, to_input,
-                                  train_one_epoch)
+    from xraykit.inference import head_inputs, predict_logits, to_input
+    from xraykit.loop import Callbacks, epoch_order, set_train_mode, train_one_epoch
 
     backbone, strategy = plugins.get("backbone", "resnet18"), plugins.get("strategy", "finetune")
     cpu = torch.device("cpu")
-    prepare = lambda b: to_input(b, backbone)  # noqa: E731
+    prepare = partial(to_input, backbone=backbone)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def fresh():

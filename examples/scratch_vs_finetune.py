@@ -16,6 +16,7 @@ from pathlib import Path
 
 import xraykit
 from xraykit import WeightsUnavailableError
+from xraykit.report import percent
 
 
 def finetune_weights(scratch: xraykit.Run) -> str:
@@ -51,12 +52,11 @@ def main() -> None:
 
     print(f"\n{'':24s} {'Task 1.1 scratch':>18s} {'Task 1.2 finetune':>18s}")
     rows = {run: xraykit.evaluate(run, splits, out=run.path, cam=False) for run in (scratch, finetune)}
-    pct = lambda x: "n/a" if x is None else f"{x:.1%}"  # noqa: E731
     for label, key in (("test accuracy", "accuracy"), ("sensitivity", "sensitivity"), ("specificity", "specificity")):
-        print(f"{label:24s} " + " ".join(f"{pct(m[key]):>18s}" for m in rows.values()))
-    print(f"{'majority baseline':24s} " + " ".join(f"{pct(m['majority_baseline']['accuracy']):>18s}" for m in rows.values()))
+        print(f"{label:24s} " + " ".join(f"{percent(m[key]):>18s}" for m in rows.values()))
+    print(f"{'majority baseline':24s} " + " ".join(f"{percent(m['majority_baseline']['accuracy']):>18s}" for m in rows.values()))
     for label, key in (("trainable parameters", "trainable_parameters"), ("total parameters", "total_parameters")):
-        print(f"{label:24s} " + " ".join(f"{run.config.extra[key]:>18,}" for run in rows))
+        print(f"{label:24s} " + " ".join(f"{getattr(run.record, key):>18,}" for run in rows))
     seconds = [sum(h["seconds"] for h in run.history) / len(run.history) for run in rows]
     print(f"{'seconds per epoch':24s} " + " ".join(f"{s:>18.2f}" for s in seconds))
     print(f"\nRun folders: {scratch.path}, {finetune.path} (loss_curves.png, metrics.json in each)")

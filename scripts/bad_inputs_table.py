@@ -155,8 +155,8 @@ def main() -> None:
             else:
                 seen = last_line(err) if err.strip() else "(stderr empty) stdout: " + last_line(out)
             if code == 0:  # did the odd file count? 12 plain images, plus the one added if it was used
-                extra_ = json.loads((tmp / f"run{i}" / "config.json").read_text())["extra"]
-                seen += f" [images used: {extra_['train_images'] + extra_['val_images']}]"
+                record = json.loads((tmp / f"run{i}" / "config.json").read_text())["record"]
+                seen += f" [images used: {record['train_images'] + record['val_images']}]"
             shown = "xraykit " + " ".join(args).replace(str(tmp) + "/", "")
             rows.append((label, shown, code, seen, "Traceback" in out + err))
 

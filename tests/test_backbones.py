@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import xraykit
 from xraykit import plugins
 
-BACKBONES = sorted(plugins.entries("backbone"))
-# Shrinking a failure would rebuild models hundreds of times (and keep them alive): report the first one.
-NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
+from helpers import BACKBONES, NO_SHRINK
 
 
 @pytest.fixture(params=BACKBONES)

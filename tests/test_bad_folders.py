@@ -9,7 +9,6 @@ hidden files (``.DS_Store``, ``._x.jpeg``, ``.ipynb_checkpoints/``) are not look
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -26,24 +25,10 @@ from xraykit.data.folders import load_folder
 from xraykit.data.images import display_path
 from xraykit.errors import ImageError, XrayError
 
+from helpers import CLASSES, S, assert_one_line_error, write_folder
 from test_bad_images import jpeg_bytes, png_declaring
 
-S = 32
-CLASSES = ("NORMAL", "PNEUMONIA")
 runner = CliRunner()
-
-
-def write_folder(root: Path, splits=("train",), n: int = 6) -> Path:
-    """``n`` small PNGs per class and split, one patient each, the classes told apart by brightness."""
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for c, cls in enumerate(CLASSES):
-            folder = root / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                pixels = rng.integers(0, 120, (S, S)) + 100 * c
-                Image.fromarray(pixels.astype(np.uint8), mode="L").save(folder / f"person{100 * c + i}_{split}.png")
-    return root
 
 
 def bad_file(kind: str, folder: Path) -> Path:
@@ -68,25 +53,37 @@ def bad_file(kind: str, folder: Path) -> Path:
     return folder / name
 
 
-BAD_KINDS = ["zero-byte file", "truncated JPEG", "text file named .jpeg", "HTML page named .jpeg", "decompression bomb",
-             "symlink loop", "dangling symlink", "non-UTF-8 name, broken", "name that looks like markup"]
+BAD_KINDS = [
+    "zero-byte file",
+    "truncated JPEG",
+    "text file named .jpeg",
+    "HTML page named .jpeg",
+    "decompression bomb",
+    "symlink loop",
+    "dangling symlink",
+    "non-UTF-8 name, broken",
+    "name that looks like markup",
+]
 
 
 def train_cli(data: Path, out: Path, *extra: str):
-    return runner.invoke(app, ["train", str(data), "--epochs", "1", "--batch-size", "4", "--image-size", str(S),
-                               "--out", str(out), "--quiet", *extra])
-
-
-def assert_one_line_error(result, *fragments: str) -> str:
-    """Exit code 2, one line on stderr starting with "Error:", no traceback; returns the line."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    return runner.invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--image-size",
+            str(S),
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
+    )
 
 
 def squash(text: str) -> str:
@@ -109,8 +106,13 @@ def test_an_unreadable_image_stops_train_with_one_line_naming_it(tmp_path, kind)
 
 def test_the_error_says_how_many_files_are_unreadable(tmp_path):
     data = write_folder(tmp_path / "DATA")
-    bad = [bad_file(kind, data / "train" / "NORMAL") for kind in ("zero-byte file", "truncated JPEG", "text file named .jpeg")]
-    with pytest.raises(ImageError, match=r"; 1 of 3 unreadable files here; --skip-bad leaves unreadable files out$") as exc:
+    bad = [
+        bad_file(kind, data / "train" / "NORMAL")
+        for kind in ("zero-byte file", "truncated JPEG", "text file named .jpeg")
+    ]
+    with pytest.raises(
+        ImageError, match=r"; 1 of 3 unreadable files here; --skip-bad leaves unreadable files out$"
+    ) as exc:
         load_folder(data, image_size=S)
     assert str(exc.value).startswith(f"{min(bad)}: ")  # the first in name order: cut.jpeg
 
@@ -126,8 +128,8 @@ def test_skip_bad_warns_once_per_file_records_the_count_and_trains_on_the_rest(t
     assert squash(f"Skipped {len(bad)} unreadable files") in out
 
     run = xraykit.Run(tmp_path / "run")
-    assert len(run.config.extra["skipped_files"]) == len(bad)
-    assert run.config.extra["train_images"] + run.config.extra["val_images"] == 2 * 6
+    assert len(run.record.skipped_files) == len(bad)
+    assert run.record.train_images + run.record.val_images == 2 * 6
     log = (run.path / "log.txt").read_text(encoding="utf-8")
     assert f"{len(bad)} unreadable files skipped" in log
     assert all(display_path(p) in log for p in bad)
@@ -147,8 +149,10 @@ def test_skip_bad_still_refuses_a_class_left_with_no_readable_image(tmp_path):
 def test_evaluate_with_skip_bad_warns_and_records_the_skipped_files(tiny_run, tmp_path):
     data = write_folder(tmp_path / "DATA", splits=("test",))
     bad = bad_file("truncated JPEG", data / "test" / "NORMAL")
-    result = runner.invoke(app, ["evaluate", str(tiny_run.path), str(data), "--out", str(tmp_path / "eval"),
-                                 "--skip-bad", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        ["evaluate", str(tiny_run.path), str(data), "--out", str(tmp_path / "eval"), "--skip-bad", "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
     assert squash(f"skipped {bad}:") in squash(result.stdout)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -161,7 +165,7 @@ def test_evaluate_with_skip_bad_warns_and_records_the_skipped_files(tiny_run, tm
 def test_unusual_but_valid_images_load_without_complaint(tmp_path):
     data = write_folder(tmp_path / "DATA")
     folder = data / "train" / "NORMAL"
-    Image.fromarray((np.arange(S * S, dtype=np.uint16).reshape(S, S) * 4)).save(folder / "sixteen_bit.png")
+    Image.fromarray(np.arange(S * S, dtype=np.uint16).reshape(S, S) * 4).save(folder / "sixteen_bit.png")
     Image.new("RGBA", (S, S), (90, 90, 90, 128)).save(folder / "rgba.png")
     (folder / "cmyk.jpeg").write_bytes(jpeg_bytes(Image.new("L", (S, S), 90).convert("CMYK")))
     exif = Image.Exif()

@@ -34,7 +34,9 @@ def png_declaring(width: int, height: int, bit_depth: int = 8, color_type: int =
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_bytes(img: Image.Image, **save) -> bytes:
@@ -240,9 +242,16 @@ def check_contract(path: Path, size: int) -> None:
 
 
 MODES = {  # mode -> formats Pillow can write it as
-    "1": ["PNG", "BMP", "TIFF"], "L": ["PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP"], "P": ["PNG", "GIF", "BMP", "TIFF"],
-    "RGB": ["PNG", "JPEG", "BMP", "TIFF", "WEBP"], "RGBA": ["PNG", "TIFF", "WEBP"], "LA": ["PNG", "TIFF"],
-    "CMYK": ["JPEG", "TIFF"], "I;16": ["PNG", "TIFF"], "I": ["TIFF"], "F": ["TIFF"],
+    "1": ["PNG", "BMP", "TIFF"],
+    "L": ["PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP"],
+    "P": ["PNG", "GIF", "BMP", "TIFF"],
+    "RGB": ["PNG", "JPEG", "BMP", "TIFF", "WEBP"],
+    "RGBA": ["PNG", "TIFF", "WEBP"],
+    "LA": ["PNG", "TIFF"],
+    "CMYK": ["JPEG", "TIFF"],
+    "I;16": ["PNG", "TIFF"],
+    "I": ["TIFF"],
+    "F": ["TIFF"],
 }
 
 
@@ -252,7 +261,9 @@ def valid_images(draw) -> bytes:
     fmt = draw(st.sampled_from(MODES[mode]))
     w, h = draw(st.integers(1, 48)), draw(st.integers(1, 48))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    img = Image.frombytes(mode, (w, h), rng.integers(0, 256, len(Image.new(mode, (w, h)).tobytes()), dtype=np.uint8).tobytes())
+    img = Image.frombytes(
+        mode, (w, h), rng.integers(0, 256, len(Image.new(mode, (w, h)).tobytes()), dtype=np.uint8).tobytes()
+    )
     if mode == "F":  # random bytes make NaNs and infinities too: a float TIFF may hold them
         img = Image.fromarray(rng.normal(size=(h, w)).astype(np.float32) * draw(st.sampled_from([1.0, np.inf, np.nan])))
     buf = io.BytesIO()
@@ -275,7 +286,11 @@ def test_random_valid_images_of_any_mode_decode_to_the_promised_shape(tmp_path, 
     assert out.dtype == torch.uint8 and out.shape == (1, size, size)
 
 
-@given(data=valid_images(), cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=6))
+@given(
+    data=valid_images(),
+    cut=st.floats(0, 1),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=6),
+)
 def test_damaged_images_give_a_tensor_or_an_image_error(tmp_path, data, cut, flips):
     damaged = bytearray(data[: max(1, int(len(data) * cut))] if cut < 0.95 else data)
     for where, value in flips:

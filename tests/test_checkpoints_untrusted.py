@@ -25,7 +25,7 @@ from xraykit.errors import CheckpointError
 from xraykit.io import read_json, write_json
 from xraykit.weights import safe_load
 
-from test_bad_folders import assert_one_line_error, write_folder
+from helpers import assert_one_line_error, write_folder
 
 runner = CliRunner()
 
@@ -59,8 +59,12 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     return files
 
 
-FORMS = ["torch.save of a dict", "torch.save of a state dict with one poisoned entry",
-         "legacy (pre-1.6) torch.save format", "plain pickle.dump"]
+FORMS = [
+    "torch.save of a dict",
+    "torch.save of a state dict with one poisoned entry",
+    "legacy (pre-1.6) torch.save format",
+    "plain pickle.dump",
+]
 
 
 def test_the_hostile_payload_really_runs_when_unpickled_without_protection(tmp_path):
@@ -86,8 +90,22 @@ def test_train_with_hostile_weights_is_refused_and_runs_nothing(tmp_path, form):
     marker = tmp_path / "pwned.txt"
     path = hostile_files(tmp_path / "files", marker)[form]
     data = write_folder(tmp_path / "DATA")
-    result = runner.invoke(app, ["train", str(data), "--weights", str(path), "--epochs", "1", "--image-size", "32",
-                                 "--out", str(tmp_path / "run"), "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--weights",
+            str(path),
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+    )
     assert_one_line_error(result, f"Error: {path}: refused to load")
     assert not marker.exists()
 
@@ -110,10 +128,12 @@ def poisoned_run(tiny_run, tmp_path):
 def test_a_run_with_hostile_checkpoints_is_refused_by_every_command(poisoned_run, tmp_path, command):
     run, marker, image = poisoned_run
     data = write_folder(tmp_path / "DATA", splits=("test",))
-    args = {"evaluate": ["evaluate", str(run), str(data), "--out", str(tmp_path / "eval")],
-            "predict": ["predict", str(run), str(image)],
-            "explain": ["explain", str(run), str(image), "--out", str(tmp_path / "explain")],
-            "resume": ["train", "--resume", str(run), "--quiet"]}[command]
+    args = {
+        "evaluate": ["evaluate", str(run), str(data), "--out", str(tmp_path / "eval")],
+        "predict": ["predict", str(run), str(image)],
+        "explain": ["explain", str(run), str(image), "--out", str(tmp_path / "explain")],
+        "resume": ["train", "--resume", str(run), "--quiet"],
+    }[command]
     if command == "resume":  # the run was trained in memory; point it at a folder so that only the checkpoint is wrong
         config = read_json(run / "config.json")
         config["data"] = str(write_folder(tmp_path / "TRAIN", n=12))
@@ -167,12 +187,15 @@ def test_a_run_checkpoint_whose_head_does_not_fit_its_config_is_an_error_not_a_r
         xraykit.Run(run).load_model()
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"", "not a readable PyTorch weights file"),
-    (b"these are not weights\n", "not a readable PyTorch weights file"),
-    (b"not weights", "not a readable PyTorch weights file"),  # 'n' parses as a pickle opcode: still not "hostile"
-    (None, "a folder"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "not a readable PyTorch weights file"),
+        (b"these are not weights\n", "not a readable PyTorch weights file"),
+        (b"not weights", "not a readable PyTorch weights file"),  # 'n' parses as a pickle opcode: still not "hostile"
+        (None, "a folder"),
+    ],
+)
 def test_a_weights_path_that_is_not_a_weights_file_is_one_clear_line(tmp_path, content, words):
     path = tmp_path / "weights.pth"
     if content is None:

@@ -42,13 +42,22 @@ def test_the_app_help_lists_every_command():
 
 
 def test_demo_at_a_tiny_size_writes_a_complete_run_folder_and_says_imagenet_was_unavailable(tmp_path, monkeypatch):
-    from xraykit import api
+    from xraykit import comparing
 
-    written = []  # every file api writes through write_json, in order
-    monkeypatch.setattr(api, "write_json", lambda path, obj, _w=api.write_json: (written.append(path), _w(path, obj)))
+    written = []  # every file compare writes through write_json, in order
+    original = comparing.write_json
+
+    def write_json(path, obj):
+        written.append(path)
+        original(path, obj)
+
+    monkeypatch.setattr(comparing, "write_json", write_json)
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--n", "48", "--image-size", "32", "--epochs", "1",
-                                      "--out", str(out), "--quiet", "--seed", "3"], env=WIDE)
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--n", "48", "--image-size", "32", "--epochs", "1", "--out", str(out), "--quiet", "--seed", "3"],
+        env=WIDE,
+    )
     assert result.exit_code == 0, result.output
     for name in ("loss_curves.png", "metrics.json", "misclassified.png", "cam.png", "report.md"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -71,12 +80,16 @@ def test_demo_at_a_tiny_size_writes_a_complete_run_folder_and_says_imagenet_was_
     assert "Test results" in result.output
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "/no/such/dir"],
-    ["train", "/no/such/dir", "--task", "finetune"],
-    ["evaluate", "/no/such/run", "synthetic"],
-    ["predict", "/no/such/run", "/no/such/image.png"],
-], ids=["train", "train-finetune", "evaluate", "predict"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "/no/such/dir"],
+        ["train", "/no/such/dir", "--task", "finetune"],
+        ["evaluate", "/no/such/run", "synthetic"],
+        ["predict", "/no/such/run", "/no/such/image.png"],
+    ],
+    ids=["train", "train-finetune", "evaluate", "predict"],
+)
 def test_a_wrong_path_is_one_error_line_and_exit_code_2(args):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
@@ -125,11 +138,14 @@ def test_the_demo_passes_each_runs_history_to_the_last_epoch_note_and_shows_the_
 
     monkeypatch.setattr(report, "last_epoch_note", note)
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--n", "32", "--image-size", "32", "--epochs", "2", "--quiet",
-                                      "--out", str(out)], env=WIDE)
+    result = CliRunner().invoke(
+        app, ["demo", "--n", "32", "--image-size", "32", "--epochs", "2", "--quiet", "--out", str(out)], env=WIDE
+    )
     assert result.exit_code == 0, result.output
-    assert asked == [("Task 1.1: scratch", 2, "last", "synthetic:n=32,seed=0"),
-                     ("Task 1.2: finetune", 2, "last", "synthetic:n=32,seed=0")]
+    assert asked == [
+        ("Task 1.1: scratch", 2, "last", "synthetic:n=32,seed=0"),
+        ("Task 1.2: finetune", 2, "last", "synthetic:n=32,seed=0"),
+    ]
     assert "NOTE for Task 1.1: scratch" in words(result.output)
     assert "NOTE for Task 1.1: scratch" in (out / "report.md").read_text()
     assert json.loads((out / "metrics.json").read_text())["notes"][-1] == "NOTE for Task 1.1: scratch"
@@ -145,10 +161,33 @@ def test_a_checkpoint_other_than_best_or_last_is_refused_by_name(tiny_run, comma
 
 def test_train_ends_with_the_evaluate_command_for_its_own_data(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "synthetic:n=32,seed=1", "--image-size", "32", "--epochs", "1",
-                                      "--out", str(out), "--quiet"], env=WIDE)
+    result = CliRunner().invoke(
+        app,
+        ["train", "synthetic:n=32,seed=1", "--image-size", "32", "--epochs", "1", "--out", str(out), "--quiet"],
+        env=WIDE,
+    )
     assert result.exit_code == 0, result.output
     command = f"Next: xraykit evaluate {out} synthetic:n=32,seed=1"
     assert command in words(result.output)
     # ...and that command works as printed.
     assert CliRunner().invoke(app, shlex.split(command.removeprefix("Next: xraykit ")), env=WIDE).exit_code == 0
+
+
+@pytest.mark.parametrize("auc, shown", [(0.8125, "ROC AUC 0.812"), (None, "ROC AUC n/a")])
+def test_evaluate_prints_sensitivity_and_specificity_whether_or_not_roc_auc_exists(auc, shown):
+    from xraykit.cli_support import metrics_lines
+
+    metrics = {
+        "accuracy": 0.75,
+        "balanced_accuracy": 0.5,
+        "per_class_accuracy": {"NORMAL": None, "PNEUMONIA": 0.75},
+        "majority_baseline": {"accuracy": 1.0},
+        "sensitivity": 0.75,
+        "specificity": None,
+        "roc_auc": auc,
+    }
+    lines = metrics_lines(metrics)
+    assert lines[0] == (
+        "accuracy 75.0% (majority baseline 100.0%), balanced 50.0%; per class: NORMAL n/a, PNEUMONIA 75.0%"
+    )
+    assert lines[1] == f"sensitivity 75.0%, specificity n/a, {shown}"

@@ -19,8 +19,8 @@ from xraykit.cli import app
 from xraykit.io import read_json
 from xraykit.weights import safe_load
 
+from helpers import write_folder
 from histories import without_timings
-from test_bad_folders import write_folder
 
 runner = CliRunner()
 
@@ -31,9 +31,28 @@ def data(tmp_path_factory) -> Path:
 
 
 def train(data: Path, out: Path, seed: int) -> Path:
-    result = runner.invoke(app, ["train", str(data), "--recipe", "strong", "--seed", str(seed), "--epochs", "2",
-                                 "--batch-size", "8", "--image-size", "32", "--device", "cpu", "--out", str(out),
-                                 "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--recipe",
+            "strong",
+            "--seed",
+            str(seed),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--image-size",
+            "32",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -68,7 +87,7 @@ def test_the_same_seed_gives_identical_histories_and_optimizer_state(twins):
 
 
 def test_the_same_seed_gives_the_same_split(twins):
-    a, b = (read_json(run / "config.json")["extra"] for run in twins)
+    a, b = (read_json(run / "config.json")["record"] for run in twins)
     for key in ("validation", "train_class_counts", "val_class_counts"):
         assert a[key] == b[key], key
 
@@ -83,6 +102,6 @@ def test_another_seed_gives_other_weights(twins, data, tmp_path):
 def test_the_run_records_its_seed_and_library_versions(twins):
     config = read_json(twins[0] / "config.json")
     assert config["seed"] == 7 and config["recipe"] == "strong" and config["augment"] is True
-    versions = config["extra"]["versions"]
+    versions = config["record"]["versions"]
     for library in ("xraykit", "torch", "torchvision", "numpy", "pillow", "python"):
         assert isinstance(versions.get(library), str) and versions[library], library

@@ -22,7 +22,7 @@ from xraykit.weights import safe_load
 
 # A backbone without BatchNorm: with BatchNorm each process normalises over its own part of
 # the batch (as DistributedDataParallel does on a CPU), which no single process reproduces.
-PLUGIN = textwrap.dedent('''
+PLUGIN = textwrap.dedent("""
     from collections import OrderedDict
 
     from torch import nn
@@ -41,13 +41,16 @@ PLUGIN = textwrap.dedent('''
     @hookimpl
     def register_backbones(register):
         register(Backbone(name="tiny-no-bn", build=build, head="fc", stem="stem", cam_layer="conv2"))
-''')
+""")
 
 
 def start_training(out, *args, nproc: int = 1, env=None) -> subprocess.Popen:
     """Start ``xraykit train`` on 57 training and 7 validation images at 32 px, alone or under torchrun."""
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "-m", "xraykit"]
-                if nproc > 1 else [sys.executable, "-m", "xraykit"])
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "-m", "xraykit"]
+        if nproc > 1
+        else [sys.executable, "-m", "xraykit"]
+    )
     command = launcher + ["train", "synthetic:n=64", "--image-size", "32", "--out", str(out), "--quiet", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -69,7 +72,9 @@ def xraykit_train(out, *args, nproc: int = 1, env=None) -> str:
 def test_two_processes_train_one_run_that_rank_0_writes(tmp_path):
     """ResNet-18, Task 1.2: each process computes the cached features of half the images."""
     out = tmp_path / "run"
-    stdout = xraykit_train(out, "--task", "finetune", "--weights", "none", "--epochs", "2", "--batch-size", "16", nproc=2)
+    stdout = xraykit_train(
+        out, "--task", "finetune", "--weights", "none", "--epochs", "2", "--batch-size", "16", nproc=2
+    )
     for name in ("config.json", "history.json", "log.txt", "loss_curves.png", "checkpoints/last.pt"):
         assert (out / name).is_file(), name
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
@@ -84,7 +89,10 @@ def test_two_processes_learn_the_same_weights_as_one(tmp_path):
     plugin.write_text(PLUGIN)
     args = ["--backbone", "tiny-no-bn", "--task", "scratch", "--epochs", "2", "--batch-size", "16"]
     env = {"XRAYKIT_PLUGINS": str(plugin)}
-    alone, together = start_training(tmp_path / "one", *args, env=env), start_training(tmp_path / "two", *args, nproc=2, env=env)
+    alone, together = (
+        start_training(tmp_path / "one", *args, env=env),
+        start_training(tmp_path / "two", *args, nproc=2, env=env),
+    )
     try:
         finished(alone), finished(together)
     finally:

@@ -22,6 +22,7 @@ import glob
 import os
 import re
 import shlex
+import site
 import subprocess
 import sys
 import textwrap
@@ -48,8 +49,9 @@ RUN_PAGES = {
 }
 VENV_PAGES = {"tutorials/plugin.md"}
 
-_FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
-                    re.M | re.S)
+_FENCE = re.compile(
+    r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S
+)
 _NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>[^>]*?)\s*-->\s*$")
 _SHELL = re.compile(r"[|&;<>$`(){}]")
 
@@ -71,16 +73,24 @@ def blocks(page: Path) -> list[Block]:
         before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
         reason = _NOT_RUN.search(before)
         body = textwrap.dedent(m.group("body")) if m.group("indent") else m.group("body")
-        found.append(Block(m.group("lang"), title.group(1) if title else None, body,
-                           reason.group("reason") if reason else None, text[: m.start()].count("\n") + 1))
+        found.append(
+            Block(
+                m.group("lang"),
+                title.group(1) if title else None,
+                body,
+                reason.group("reason") if reason else None,
+                text[: m.start()].count("\n") + 1,
+            )
+        )
     return found
 
 
 def commands(script: str) -> list[str]:
     """The logical command lines of a bash block: continuations joined, comments and blanks dropped."""
     joined = script.replace("\\\n", " ")
-    return [line.split(" #")[0].strip() for line in joined.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.split(" #")[0].strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def xraykit_calls(script: str) -> list[list[str]]:
@@ -145,17 +155,44 @@ class Session:
     def _bash(self, script: str, where: str) -> None:
         state = self.cwd / ".docs-test-pwd"
         wrapped = f'cd "{self.cwd}"\n{script}\necho "$PWD" > "{state}"\n'
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", wrapped], env=self.env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, (f"{where}: bash exited {done.returncode}:\n{script}\n"
-                                      f"--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}")
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", wrapped], env=self.env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, (
+            f"{where}: bash exited {done.returncode}:\n{script}\n"
+            f"--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
+        )
         self.cwd = Path(state.read_text().strip())
         state.unlink()
 
 
+def _site_dirs() -> list[str]:
+    """Every site-packages folder this interpreter imports from, in its order (a venv's, the base's if it
+    includes them, the user's)."""
+    found = [p for p in sys.path if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages")]
+    found += site.getsitepackages()
+    if site.ENABLE_USER_SITE:
+        found.append(site.getusersitepackages())
+    return [p for p in dict.fromkeys(os.path.realpath(p) for p in found) if os.path.isdir(p)]
+
+
 def _venv(where: Path) -> Path:
-    """A virtual environment that sees this one's packages but installs into its own folder."""
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(where)], check=True)
+    """A virtual environment that sees this one's packages but installs into its own folder.
+
+    ``--system-site-packages`` would not do: run from inside a virtual environment it shows the base
+    interpreter's packages, not this environment's. A ``.pth`` file in the new environment adds this
+    interpreter's site folders after its own, through ``site.addsitedir`` so that their ``.pth`` files
+    (an editable xraykit) work too; ``pip`` comes from there, and installs into the new environment.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    inner = subprocess.run(
+        [str(where / "bin" / "python3"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    lines = [f"import site; site.addsitedir({d!r})" for d in _site_dirs() if d != os.path.realpath(inner)]
+    (Path(inner) / "_outer_environment.pth").write_text("\n".join(lines) + "\n")
     xraykit = where / "bin" / "xraykit"
     xraykit.write_text(f"#!{where / 'bin' / 'python3'}\nfrom xraykit.cli import main\nmain()\n")
     xraykit.chmod(0o755)
@@ -175,8 +212,14 @@ def test_page_runs_top_to_bottom(page, folders, tmp_path_factory, imagenet_in_ca
     if group not in folders:
         folders[group] = tmp_path_factory.mktemp(group.replace("/", "-"))
     cwd = folders[group]
-    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-           "PIP_ROOT_USER_ACTION": "ignore", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_ROOT_USER_ACTION": "ignore",
+        "COLUMNS": "200",
+    }
     if page in VENV_PAGES:
         bin_dir = _venv(tmp_path_factory.mktemp("venv"))
         env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(bin_dir.parent))
@@ -218,10 +261,14 @@ def test_not_run_blocks_are_rare_and_say_why():
 
 def test_every_run_page_has_code_that_runs():
     for page in RUN_PAGES:
-        assert any(b.lang in ("bash", "python") and b.not_run is None and not b.title for b in blocks(DOCS / page)), page
+        assert any(b.lang in ("bash", "python") and b.not_run is None and not b.title for b in blocks(DOCS / page)), (
+            page
+        )
 
 
-@pytest.mark.parametrize("page", [p.relative_to(DOCS).as_posix() for p in sorted(DOCS.rglob("*.md"))] + ["../README.md"])
+@pytest.mark.parametrize(
+    "page", [p.relative_to(DOCS).as_posix() for p in sorted(DOCS.rglob("*.md"))] + ["../README.md"]
+)
 def test_every_xraykit_command_in_the_docs_names_real_options(page):
     """Checked for every bash block, run or not: a renamed option or command fails here."""
     helps = docs_hooks.cli_help()
@@ -236,14 +283,17 @@ def test_every_xraykit_command_in_the_docs_names_real_options(page):
             for word in args[1:]:
                 if word.startswith("-") and word != "-":
                     option = word.split("=")[0]
-                    assert re.search(rf"(^|[\s,/]){re.escape(option)}([\s,]|$)", helps[command], re.M), \
+                    assert re.search(rf"(^|[\s,/]){re.escape(option)}([\s,]|$)", helps[command], re.M), (
                         f"{page}:{block.line}: `xraykit {command}` has no option {option}"
+                    )
 
 
 def test_every_image_the_docs_show_is_made_by_the_figure_script():
     shown = {name for p in _pages() for name in re.findall(r"\]\((?:\.\./)*img/([^)\s]+)\)", p.read_text())}
     assert shown, "the docs show no figures"
-    assert shown <= set(make_docs_figures.FIGURES), f"not made by scripts/make_docs_figures.py: {shown - set(make_docs_figures.FIGURES)}"
+    assert shown <= set(make_docs_figures.FIGURES), (
+        f"not made by scripts/make_docs_figures.py: {shown - set(make_docs_figures.FIGURES)}"
+    )
     for name in shown:
         assert (DOCS / "img" / name).is_file(), f"docs/img/{name} missing: run python scripts/make_docs_figures.py"
 
@@ -295,7 +345,8 @@ def test_the_published_reference_numbers_are_quoted_exactly():
 
 def test_blocks_parser_reads_titles_and_not_run_markers(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text(textwrap.dedent("""\
+    page.write_text(
+        textwrap.dedent("""\
         <!-- not-run: needs real data -->
         ```bash
         xraykit train chest_xray
@@ -304,8 +355,12 @@ def test_blocks_parser_reads_titles_and_not_run_markers(tmp_path):
         ```toml title="pkg/pyproject.toml"
         [project]
         ```
-        """))
+        """)
+    )
     first, second = blocks(page)
     assert (first.lang, first.not_run, first.title) == ("bash", "needs real data", None)
     assert (second.lang, second.title, second.body) == ("toml", "pkg/pyproject.toml", "[project]\n")
-    assert xraykit_calls("A=1 xraykit plugins | grep x\nxraykit train d \\\n  --epochs 2") == [["plugins"], ["train", "d", "--epochs", "2"]]
+    assert xraykit_calls("A=1 xraykit plugins | grep x\nxraykit train d \\\n  --epochs 2") == [
+        ["plugins"],
+        ["train", "d", "--epochs", "2"],
+    ]

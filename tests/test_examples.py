@@ -16,10 +16,18 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def run_example(name: str, cwd: Path, torch_home: Path) -> str:
     # A closed local port as proxy: any download fails at once, as on a machine without network.
     # One thread: tiny runs gain nothing from a second, and on a busy machine it makes them crawl.
-    env = {**os.environ, "TORCH_HOME": str(torch_home), "OMP_NUM_THREADS": "1", "HTTPS_PROXY": "http://127.0.0.1:9",
-           "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
-    done = subprocess.run([sys.executable, str(EXAMPLES / name), "--tiny"], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(torch_home),
+        "OMP_NUM_THREADS": "1",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--tiny"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, f"{name} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -35,7 +43,7 @@ def test_scratch_vs_finetune_offline_fine_tunes_from_the_scratch_checkpoint_and_
     assert "ImageNet weights unavailable" in out and "scratch run's checkpoint" in out
     config = json.loads((tmp_path / "runs/scratch-vs-finetune/finetune/config.json").read_text())
     assert config["weights"].endswith("scratch/checkpoints/last.pt")
-    assert config["extra"]["trainable_parameters"] == 512 * 2 + 2
+    assert config["record"]["trainable_parameters"] == 512 * 2 + 2
     assert "test accuracy" in out and "majority baseline" in out
 
 

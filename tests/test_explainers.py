@@ -12,7 +12,7 @@ from xraykit.builtin.explainers import black_level, grad_cam, integrated_gradien
 from xraykit.cli import app
 from xraykit.errors import XrayError
 from xraykit.interfaces import Backbone
-from xraykit.training import set_train_mode
+from xraykit.loop import set_train_mode
 
 EXPLAINERS = sorted(plugins.entries("explainer"))
 CAM_BACKBONES = sorted(name for name, e in plugins.entries("backbone").items() if e.obj.cam_layer is not None)
@@ -32,7 +32,9 @@ def _inputs(seed: int, batch: int, size: int, width: int | None = None) -> torch
 
 
 def _explain(method: str, model, x, targets, backbone=RESNET18, **options):
-    return plugins.get("explainer", method).attribute(model, x, targets, backbone, **{**FAST.get(method, {}), **options})
+    return plugins.get("explainer", method).attribute(
+        model, x, targets, backbone, **{**FAST.get(method, {}), **options}
+    )
 
 
 # ----------------------------------------------------------------------------- the CAM law
@@ -106,8 +108,12 @@ def test_cam_aligned_to_receptive_fields_peaks_where_the_cells_receptive_field_i
 
 
 @settings(max_examples=6)
-@given(seed=st.integers(0, 2**16), batch=st.integers(1, 3), size=st.sampled_from([32, 48, 64, 96]),
-       layer=st.sampled_from([("layer2", 8), ("layer3", 16), ("layer4", 32)]))
+@given(
+    seed=st.integers(0, 2**16),
+    batch=st.integers(1, 3),
+    size=st.sampled_from([32, 48, 64, 96]),
+    layer=st.sampled_from([("layer2", 8), ("layer3", 16), ("layer4", 32)]),
+)
 def test_cam_at_an_earlier_layer_has_that_layers_finer_grid(seed, batch, size, layer):
     # The option exists because layer4's grid is 1/32 of the image (2 x 2 at 64 px): too coarse
     # to point at a lesion. layer3 halves the stride, layer2 quarters it.
@@ -139,8 +145,12 @@ def test_an_unknown_cam_layer_is_refused_by_name(method):
 
 @pytest.mark.parametrize("method", EXPLAINERS)
 @settings(max_examples=3)
-@given(seed=st.integers(0, 2**16), batch=st.integers(1, 3), height=st.sampled_from([32, 48]),
-       width=st.sampled_from([32, 40]))
+@given(
+    seed=st.integers(0, 2**16),
+    batch=st.integers(1, 3),
+    height=st.sampled_from([32, 48]),
+    width=st.sampled_from([32, 40]),
+)
 def test_every_explainer_returns_one_finite_map_per_image_at_the_input_size(method, seed, batch, height, width):
     model, x = _model(seed), _inputs(seed, batch, height, width)
     maps = _explain(method, model, x, torch.ones(batch, dtype=torch.long))
@@ -189,16 +199,20 @@ def test_methods_that_need_a_cam_layer_say_so_and_refuse_a_backbone_without_one(
 def _snapshot(model: torch.nn.Module) -> dict:
     hooks = {}
     for name, m in model.named_modules():
-        hooks[name] = tuple(len(getattr(m, attr, {})) for attr in
-                            ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+        hooks[name] = tuple(
+            len(getattr(m, attr, {}))
+            for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+        )
     return {
         "state": {k: v.clone() for k, v in model.state_dict().items()},
         "training": {name: m.training for name, m in model.named_modules()},
         "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
         "grads": {name: p.grad for name, p in model.named_parameters()},
         "hooks": hooks,
-        "global_hooks": (len(torch.nn.modules.module._global_forward_hooks),
-                         len(torch.nn.modules.module._global_backward_hooks)),
+        "global_hooks": (
+            len(torch.nn.modules.module._global_forward_hooks),
+            len(torch.nn.modules.module._global_backward_hooks),
+        ),
     }
 
 
@@ -293,18 +307,35 @@ def test_occlusion_refuses_a_patch_larger_than_the_image():
 def test_explain_writes_one_figure_per_image_for_the_chosen_method_and_target(tiny_run, tmp_path):
     xraykit.synth(tmp_path / "synth", n=8, size=32)
     image = next((tmp_path / "synth" / "test" / "PNEUMONIA").glob("*.png"))
-    result = CliRunner().invoke(app, ["explain", str(tiny_run.path), str(image), "--method", "occlusion",
-                                      "--target", "PNEUMONIA", "--option", "patch=8", "--out", str(tmp_path / "x")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            str(tiny_run.path),
+            str(image),
+            "--method",
+            "occlusion",
+            "--target",
+            "PNEUMONIA",
+            "--option",
+            "patch=8",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "x" / f"{image.stem}_occlusion.png").is_file()
 
 
-@pytest.mark.parametrize("args, problem", [
-    (["--target", "COVID"], "COVID"),
-    (["--method", "nope"], "nope"),
-    (["--option", "patch"], "KEY=VALUE"),
-    (["--option", "nonsense=1"], "nonsense"),
-])
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--target", "COVID"], "COVID"),
+        (["--method", "nope"], "nope"),
+        (["--option", "patch"], "KEY=VALUE"),
+        (["--option", "nonsense=1"], "nonsense"),
+    ],
+)
 def test_explain_reports_bad_choices_in_one_line(tiny_run, tmp_path, args, problem):
     xraykit.synth(tmp_path / "synth", n=8, size=32)
     image = next((tmp_path / "synth" / "test" / "NORMAL").glob("*.png"))
@@ -313,8 +344,27 @@ def test_explain_reports_bad_choices_in_one_line(tiny_run, tmp_path, args, probl
     assert problem in result.output and "Traceback" not in result.output
 
 
-def test_evaluate_shows_each_misclassified_image_with_its_cam(tiny_run, tiny_splits, tmp_path):
+def test_evaluate_shows_each_misclassified_image_with_its_cam(tiny_run, tiny_splits, tmp_path, monkeypatch):
+    from xraykit import evaluation, figures
+
+    drawn = {}
+    draw = figures.overlay_pairs
+
+    def overlay_pairs(images, maps, titles, path, **kwargs):
+        drawn[path.name] = (images, maps, titles)
+        drawn["figure"] = draw(images, maps, titles, path, **kwargs)
+        return drawn["figure"]
+
+    monkeypatch.setattr(evaluation.figures, "overlay_pairs", overlay_pairs)
     metrics = xraykit.evaluate(tiny_run, tiny_splits, out=tmp_path)
     wrong = sum(metrics["confusion_matrix"][i][j] for i in range(2) for j in range(2) if i != j)
     assert wrong > 0  # two epochs on 96 images: some mistakes to show
+    images, maps, titles = drawn["misclassified_cam.png"]
+    shown = min(wrong, 12)
+    assert len(images) == len(maps) == len(titles) == shown
+    assert maps.shape == (shown, 32, 32)
+    truth_and_guess = [title.split("\n")[:2] for title in titles]
+    assert all(true[5:] != guess[5:].split(" (")[0] for true, guess in truth_and_guess)  # each one is a mistake
+    panels = [ax for ax in drawn["figure"].axes if ax.images]
+    assert len(panels) == 2 * shown  # the image, and the image under its map: one pair per mistake
     assert (tmp_path / "misclassified_cam.png").is_file()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xraykit import plugins
-from xraykit.training import Callbacks, TrainConfig, fit
+from xraykit import TrainConfig, plugins
+from xraykit.loop import Callbacks, fit
 
 
 class Recorder(Callbacks):
@@ -45,7 +45,18 @@ def train(splits, tmp_path, task="finetune", epochs=1, **options):
     model = backbone.build(2)
     recorder = Recorder(model, backbone)
     config = TrainConfig(task=task, epochs=epochs, batch_size=16, image_size=32, lr=1e-3, device="cpu", **options)
-    history = fit(model, backbone, strategy, splits["train"], splits["val"], config, tmp_path / "run", recorder)
+    strategy.freeze(model, backbone)
+    history = fit(
+        model,
+        backbone,
+        strategy,
+        splits["train"],
+        splits["val"],
+        config,
+        tmp_path / "run",
+        recorder,
+        device=torch.device("cpu"),
+    )
     return model, history, recorder
 
 

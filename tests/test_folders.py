@@ -33,8 +33,12 @@ def file_names(draw, n: int) -> list[str]:
         form = draw(st.sampled_from(["person", "im", "normal2", "other"]))
         a, b = draw(st.integers(0, 9999)), draw(st.integers(0, 9999))
         suffix = draw(st.sampled_from([".png", ".jpeg", ".jpg", ".PNG"]))
-        stem = {"person": f"person{a}_bacteria_{b}", "im": f"IM-{a:04d}-{b:04d}",
-                "normal2": f"NORMAL2-IM-{a:04d}-{b:04d}", "other": f"scan {a}-{b}"}[form]
+        stem = {
+            "person": f"person{a}_bacteria_{b}",
+            "im": f"IM-{a:04d}-{b:04d}",
+            "normal2": f"NORMAL2-IM-{a:04d}-{b:04d}",
+            "other": f"scan {a}-{b}",
+        }[form]
         names.add(stem + suffix)
     return sorted(names)
 
@@ -113,8 +117,9 @@ def test_a_folder_with_test_but_no_train_loads_its_test_split(tmp_path):
 @pytest.mark.parametrize("split", ["val", "test"])
 @pytest.mark.parametrize("other_classes", [("NORMAL",), ("NORMAL", "PNEUMONIA", "COVID"), ("NORMAL", "VIRAL")])
 def test_a_split_whose_class_folders_differ_from_train_is_an_error_naming_the_folder(tmp_path, split, other_classes):
-    write_tree(tmp_path, {"train": {"NORMAL": ["a.png"], "PNEUMONIA": ["b.png"]},
-                          split: {c: ["c.png"] for c in other_classes}})
+    write_tree(
+        tmp_path, {"train": {"NORMAL": ["a.png"], "PNEUMONIA": ["b.png"]}, split: {c: ["c.png"] for c in other_classes}}
+    )
     with pytest.raises(XrayError, match=str(tmp_path / split)):
         load_folder(tmp_path, image_size=SIZE)
 
@@ -127,14 +132,17 @@ def test_an_empty_folder_is_an_error_naming_it(tmp_path):
 # ----------------------------------------------------------------------------- patients
 
 
-@pytest.mark.parametrize("name, patient", [
-    ("person1946_bacteria_4874.jpeg", "person1946"),
-    ("person1946_bacteria_4875.jpeg", "person1946"),
-    ("person1_virus_6.jpeg", "person1"),
-    ("IM-0117-0001.jpeg", "IM-0117"),
-    ("IM-0629-0001-0002.jpeg", "IM-0629"),
-    ("NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427"),
-])
+@pytest.mark.parametrize(
+    "name, patient",
+    [
+        ("person1946_bacteria_4874.jpeg", "person1946"),
+        ("person1946_bacteria_4875.jpeg", "person1946"),
+        ("person1_virus_6.jpeg", "person1"),
+        ("IM-0117-0001.jpeg", "IM-0117"),
+        ("IM-0629-0001-0002.jpeg", "IM-0629"),
+        ("NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427"),
+    ],
+)
 def test_patient_id_reads_the_patient_from_kaggle_file_names(name, patient):
     assert patient_id(name) == patient
 
@@ -152,8 +160,12 @@ def test_person_names_round_trip(n, m, kind, suffix):
     assert patient_id(f"person{n}_{kind}_{m}{suffix}") == f"person{n}"
 
 
-@given(n=st.integers(0, 9999), views=st.lists(st.integers(0, 9999), min_size=1, max_size=2),
-       normal2=st.booleans(), suffix=suffixes)
+@given(
+    n=st.integers(0, 9999),
+    views=st.lists(st.integers(0, 9999), min_size=1, max_size=2),
+    normal2=st.booleans(),
+    suffix=suffixes,
+)
 def test_im_names_round_trip(n, views, normal2, suffix):
     patient = f"{'NORMAL2-' if normal2 else ''}IM-{n:04d}"
     name = patient + "".join(f"-{v:04d}" for v in views) + suffix

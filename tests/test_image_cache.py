@@ -93,11 +93,15 @@ def test_another_size_is_another_entry(folder, decoder_calls):
     assert len(decoder_calls) == 2 * one_decode
 
 
-@pytest.mark.parametrize("garbage", [
-    b"",                                          # truncated to nothing
-    b"\x93NUMPY\x01\x00v\x00{'descr'",            # a header cut short
-    pickle.dumps({"not": "pixels"}),              # a pickle: must never be unpickled
-], ids=["empty", "truncated", "pickle"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",  # truncated to nothing
+        b"\x93NUMPY\x01\x00v\x00{'descr'",  # a header cut short
+        pickle.dumps({"not": "pixels"}),  # a pickle: must never be unpickled
+    ],
+    ids=["empty", "truncated", "pickle"],
+)
 def test_a_corrupt_entry_is_ignored_and_rebuilt(folder, decoder_calls, garbage):
     path = folder / "train" / "NORMAL" / "n0.png"
     expected = cache.load_image_cached(path, 24)

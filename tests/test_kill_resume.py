@@ -28,8 +28,8 @@ from xraykit.cli import app
 from xraykit.io import atomic_path, read_json, save_torch, write_text
 from xraykit.weights import safe_load
 
+from helpers import write_folder
 from histories import without_timings
-from test_bad_folders import write_folder
 
 runner = CliRunner()
 SRC = Path(xraykit.__file__).parent
@@ -45,8 +45,10 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"the run ended (exit {proc.returncode}) before it could be killed:\n"
-                                 f"{proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(
+                f"the run ended (exit {proc.returncode}) before it could be killed:\n"
+                f"{proc.stdout.read() if proc.stdout else ''}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError("timed out waiting for the run")
@@ -61,8 +63,13 @@ def epochs_saved(run: Path) -> int:
 
 
 def start_training(data: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "xraykit", "train", str(data), "--out", str(out), *TRAIN_ARGS],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env())
+    return subprocess.Popen(
+        [sys.executable, "-m", "xraykit", "train", str(data), "--out", str(out), *TRAIN_ARGS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=subprocess_env(),
+    )
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -195,7 +202,9 @@ def _direct_write(call: ast.Call) -> bool:
     if name == "dump" and ast.unparse(func.value) in ("json", "pickle"):
         return True
     if name in ("open", "fdopen"):
-        mode = args[1] if len(args) > 1 else next((ast.unparse(k.value) for k in call.keywords if k.arg == "mode"), "'r'")
+        mode = (
+            args[1] if len(args) > 1 else next((ast.unparse(k.value) for k in call.keywords if k.arg == "mode"), "'r'")
+        )
         return any(c in mode for c in "wax+") and (not args or args[0] != "tmp")
     return False
 
@@ -218,16 +227,33 @@ def test_every_output_file_is_written_through_xraykit_io():
     assert writes_outside_io(SRC) == []
 
 
-@pytest.mark.parametrize("line", ['Path(out).write_text(report)', 'fig.savefig(out / "a.png")', 'torch.save(state, path)',
-                                  'with open(path, "w") as f: pass', 'img.save(out / "x.png")', 'json.dump(d, f)',
-                                  'open(path, mode="ab")'])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Path(out).write_text(report)",
+        'fig.savefig(out / "a.png")',
+        "torch.save(state, path)",
+        'with open(path, "w") as f: pass',
+        'img.save(out / "x.png")',
+        "json.dump(d, f)",
+        'open(path, mode="ab")',
+    ],
+)
 def test_the_write_detector_catches_a_direct_write(tmp_path, line):
     (tmp_path / "report.py").write_text(f"def f():\n    {line}\n")
     assert len(writes_outside_io(tmp_path)) == 1
 
 
-@pytest.mark.parametrize("line", ['tmp.write_text(report)', 'fig.savefig(tmp, format="png")', 'open(path)',
-                                  'open(path, "rb")', 'msg = "save with torch.save(model.state_dict(), PATH)"'])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "tmp.write_text(report)",
+        'fig.savefig(tmp, format="png")',
+        "open(path)",
+        'open(path, "rb")',
+        'msg = "save with torch.save(model.state_dict(), PATH)"',
+    ],
+)
 def test_the_write_detector_lets_reads_and_atomic_writes_pass(tmp_path, line):
     (tmp_path / "report.py").write_text(f"def f():\n    {line}\n")
     assert writes_outside_io(tmp_path) == []

@@ -69,14 +69,17 @@ def test_object_arrays_are_refused_not_unpickled(tmp_path):
         load_npz(path, image_size=28)
 
 
-@pytest.mark.parametrize("overrides, problem", [
-    (dict(train_images=np.zeros((10, 28, 28), dtype=np.float32)), "train_images"),
-    (dict(train_images=np.zeros((10, 28), dtype=np.uint8)), "train_images"),
-    (dict(train_labels=None), "train_labels"),
-    (dict(train_labels=np.zeros((7, 1), dtype=np.uint8)), "train_labels"),
-    (dict(train_labels=np.full((10, 1), 3, dtype=np.uint8)), "train_labels"),
-    (dict(train_labels=np.zeros((10, 14), dtype=np.uint8)), "train_labels"),
-])
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        (dict(train_images=np.zeros((10, 28, 28), dtype=np.float32)), "train_images"),
+        (dict(train_images=np.zeros((10, 28), dtype=np.uint8)), "train_images"),
+        (dict(train_labels=None), "train_labels"),
+        (dict(train_labels=np.zeros((7, 1), dtype=np.uint8)), "train_labels"),
+        (dict(train_labels=np.full((10, 1), 3, dtype=np.uint8)), "train_labels"),
+        (dict(train_labels=np.zeros((10, 14), dtype=np.uint8)), "train_labels"),
+    ],
+)
 def test_a_malformed_array_is_an_error_naming_the_file_and_the_array(tmp_path, overrides, problem):
     path = pneumoniamnist(tmp_path / "bad.npz", **overrides)
     with pytest.raises(XrayError, match=rf"bad\.npz.*{problem}"):

@@ -93,7 +93,8 @@ def test_a_class_missing_from_the_test_set_has_no_accuracy_and_no_auc():
 
 # Scores on a grid of sixteenths: exact in floating point, so 1 - s flips every order and keeps every tie.
 scored = st.lists(st.tuples(st.integers(0, 16), st.booleans()), min_size=2, max_size=40).filter(
-    lambda xs: any(b for _, b in xs) and not all(b for _, b in xs))
+    lambda xs: any(b for _, b in xs) and not all(b for _, b in xs)
+)
 
 
 def brute_force_auc(scores: list[float], positives: list[bool]) -> float:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 import xraykit
 from xraykit import plugins
 
-PLUGINS = sorted(p for p in (Path(__file__).resolve().parent.parent / "plugins").iterdir() if (p / "pyproject.toml").is_file())
+PLUGINS = sorted(
+    p for p in (Path(__file__).resolve().parent.parent / "plugins").iterdir() if (p / "pyproject.toml").is_file()
+)
 
 
 def _project(package: Path) -> dict:
@@ -79,7 +81,7 @@ def test_loaded_like_an_entry_point_each_registers_working_backbones(package):
 
 
 def test_when_installed_the_entry_point_is_what_registers_it(package):
-    (ep_name, module_name), = _project(package)["project"]["entry-points"]["xraykit"].items()
+    ((ep_name, module_name),) = _project(package)["project"]["entry-points"]["xraykit"].items()
     found = [ep for ep in importlib.metadata.entry_points(group="xraykit") if ep.name == ep_name]
     if not found:
         pytest.skip(f"{package.name} is not installed here (python3 -m pip install -e plugins/{package.name})")

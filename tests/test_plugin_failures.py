@@ -28,7 +28,7 @@ WIDE = {"COLUMNS": "300"}  # rich wraps tables at 80 columns when it cannot see 
 
 RAISES_ON_IMPORT = "raise ImportError('needs scipy>=99 (install xraykit-broken[extra])')\n"
 EXITS_ON_IMPORT = "import sys\nsys.exit('plugin gave up')\n"
-GOOD = textwrap.dedent('''
+GOOD = textwrap.dedent("""
     import torch.nn as nn
     import xraykit
 
@@ -39,14 +39,14 @@ GOOD = textwrap.dedent('''
     @xraykit.hookimpl
     def register_backbones(register):
         register(xraykit.Backbone(name="{name}", build=build, head="3", stem="0", cam_layer=None))
-''')
-SHADOWS_RESNET = textwrap.dedent('''
+""")
+SHADOWS_RESNET = textwrap.dedent("""
     import xraykit
 
     @xraykit.hookimpl
     def register_backbones(register):
         register(xraykit.Backbone(name="resnet18", build=lambda n: None, head="fc", stem="conv1", cam_layer=None))
-''')
+""")
 
 
 @pytest.fixture
@@ -88,7 +88,10 @@ def failure_of(plugin: str) -> str:
 def test_an_installed_plugin_that_raises_on_import_is_recorded_with_its_reason(fresh, tmp_path):
     install_entry_point(tmp_path, "xraykit_broken_ep", RAISES_ON_IMPORT)
     fresh.syspath_prepend(str(tmp_path))
-    assert failure_of("xraykit_broken_ep") == "failed to load: ImportError: needs scipy>=99 (install xraykit-broken[extra])"
+    assert (
+        failure_of("xraykit_broken_ep")
+        == "failed to load: ImportError: needs scipy>=99 (install xraykit-broken[extra])"
+    )
     assert "resnet18" in xraykit.list_backbones()
 
 
@@ -113,7 +116,9 @@ def test_a_missing_plugin_file_or_module_is_recorded(fresh, tmp_path):
 
 def test_an_unknown_name_says_that_some_plugins_failed(fresh, tmp_path):
     fresh.setenv("XRAYKIT_PLUGINS", plugin_files(tmp_path, broken=RAISES_ON_IMPORT))
-    with pytest.raises(XrayError, match=r"Unknown backbone 'mynet'\. Known: .*resnet18.*1 plugin failed .*xraykit plugins"):
+    with pytest.raises(
+        XrayError, match=r"Unknown backbone 'mynet'\. Known: .*resnet18.*1 plugin failed .*xraykit plugins"
+    ):
         xraykit.create_backbone("mynet")
 
 
@@ -121,7 +126,9 @@ def test_an_unknown_name_says_that_some_plugins_failed(fresh, tmp_path):
 
 
 def test_a_duplicate_name_keeps_the_first_and_the_failure_names_both_plugins(fresh, tmp_path):
-    fresh.setenv("XRAYKIT_PLUGINS", plugin_files(tmp_path, first=GOOD.format(name="twin"), second=GOOD.format(name="twin")))
+    fresh.setenv(
+        "XRAYKIT_PLUGINS", plugin_files(tmp_path, first=GOOD.format(name="twin"), second=GOOD.format(name="twin"))
+    )
     first, second = str(tmp_path / "first.py"), str(tmp_path / "second.py")
     assert plugins.entries("backbone")["twin"].plugin == first
     reason = failure_of(second)
@@ -161,10 +168,15 @@ def test_other_commands_work_beside_a_broken_plugin(fresh, tmp_path, tiny_run):
 
 def test_the_installed_command_survives_a_broken_plugin_file(tmp_path):
     """End to end, in a fresh process, as a student would meet it."""
-    env = {**os.environ, "XRAYKIT_PLUGINS": plugin_files(tmp_path, broken=RAISES_ON_IMPORT), "COLUMNS": "300",
-           "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "xraykit", "plugins"], capture_output=True, text=True, env=env,
-                            timeout=300)
+    env = {
+        **os.environ,
+        "XRAYKIT_PLUGINS": plugin_files(tmp_path, broken=RAISES_ON_IMPORT),
+        "COLUMNS": "300",
+        "PYTHONWARNINGS": "ignore",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "xraykit", "plugins"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert str(tmp_path / "broken.py") in result.stdout and "needs scipy>=99" in result.stdout

@@ -35,8 +35,7 @@ class TinyNet(nn.Module):
         return self.head(self.features(self.stem(x)).mean(dim=(2, 3)))
 
 
-TINY = xraykit.Backbone(name="tiny", build=TinyNet, head="head", stem="stem", cam_layer="features",
-                        description="a throw-away backbone for the plugin tests")
+TINY = xraykit.Backbone("tiny", TinyNet, head="head", stem="stem", cam_layer="features", description="for plugin tests")
 
 
 class TinyPlugin:
@@ -86,8 +85,16 @@ def test_a_plugin_backbone_is_created_by_name(tiny_plugin):
 
 
 def test_a_plugin_backbone_trains_by_name_from_the_api(tiny_plugin, small_splits, tmp_path):
-    run = xraykit.train(small_splits, "scratch", backbone="tiny", epochs=1, batch_size=8, image_size=32,
-                        out=tmp_path / "run", quiet=True)
+    run = xraykit.train(
+        small_splits,
+        "scratch",
+        backbone="tiny",
+        epochs=1,
+        batch_size=8,
+        image_size=32,
+        out=tmp_path / "run",
+        quiet=True,
+    )
     assert run.config.backbone == "tiny" and run.backbone is TINY
     assert isinstance(run.load_model(), TinyNet)
     metrics = xraykit.evaluate(run, small_splits, out=tmp_path / "eval")
@@ -96,8 +103,24 @@ def test_a_plugin_backbone_trains_by_name_from_the_api(tiny_plugin, small_splits
 
 def test_a_plugin_backbone_trains_by_name_from_the_cli(tiny_plugin, tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "synthetic:n=32", "--backbone", "tiny", "--epochs", "1",
-                                      "--image-size", "32", "--batch-size", "8", "--out", str(out), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "synthetic:n=32",
+            "--backbone",
+            "tiny",
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["backbone"] == "tiny"
     assert (out / "checkpoints" / "last.pt").is_file()
@@ -132,7 +155,9 @@ def test_an_unknown_backbone_or_task_fails_before_any_work(small_splits, tmp_pat
 def test_the_cli_reports_an_unknown_backbone_in_one_line_with_exit_code_2(tmp_path):
     result = CliRunner().invoke(app, ["train", "synthetic:n=8", "--backbone", "x", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [f"Error: Unknown backbone 'x'. Known: {', '.join(xraykit.list_backbones())}"]
+    assert result.stderr.strip().splitlines() == [
+        f"Error: Unknown backbone 'x'. Known: {', '.join(xraykit.list_backbones())}"
+    ]
     assert "Traceback" not in result.output
 
 

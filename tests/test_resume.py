@@ -1,8 +1,8 @@
 """A stopped run, resumed, ends exactly where the uninterrupted run ends (on the CPU).
 
 Each epoch's sample order and augmentation are functions of (seed, epoch), and the last
-checkpoint holds the model and optimizer state (the learning rate is a function of the epoch): so stopping after an epoch and
-continuing must give bit-identical weights and the same history (apart from the timings).
+checkpoint holds the model and optimizer state (the learning rate is a function of the epoch): so
+stopping after an epoch and continuing must give bit-identical weights and the same history (apart from the timings).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import xraykit
 from xraykit import cli
 from xraykit.data.synthetic import synthetic_splits
 from xraykit.errors import XrayError
+from xraykit.loop import Callbacks, learning_rate
 from xraykit.runs import Run
-from xraykit.training import Callbacks, learning_rate
 
 from histories import without_timings
 
@@ -88,9 +88,11 @@ def test_scratch_from_a_folder_extended_with_the_cli_equals_the_uninterrupted_ru
     runner = CliRunner()
     common = [str(data), "--task", "scratch", "--image-size", "32", "--batch-size", "32", "--device", "cpu", "--quiet"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    for args in ([*common, "--epochs", "3", "--out", str(straight)],
-                 [*common, "--epochs", "2", "--out", str(stopped)],
-                 ["--resume", str(stopped), "--epochs", "3", "--quiet"]):
+    for args in (
+        [*common, "--epochs", "3", "--out", str(straight)],
+        [*common, "--epochs", "2", "--out", str(stopped)],
+        ["--resume", str(stopped), "--epochs", "3", "--quiet"],
+    ):
         result = runner.invoke(cli.app, ["train", *args])
         assert result.exit_code == 0, result.output
     assert_same_run(Run(stopped), Run(straight))
@@ -106,7 +108,7 @@ def test_train_resume_passes_on_exactly_the_epochs_given(monkeypatch, tmp_path, 
         asked.append(epochs)
         raise XrayError("stop here")
 
-    monkeypatch.setattr(xraykit.api, "resume", fake_resume)
+    monkeypatch.setattr(xraykit.training, "resume", fake_resume)
     result = CliRunner().invoke(cli.app, ["train", "--resume", str(tmp_path), *args])
     assert result.exit_code == 2 and asked == [epochs]
 

@@ -22,7 +22,11 @@ def _box_mask(size: int, top: int, left: int, height: int, width: int) -> torch.
 
 masks = st.builds(
     lambda size, top, left, h, w: _box_mask(size, top % size, left % size, h, w),
-    st.integers(8, 32), st.integers(0, 31), st.integers(0, 31), st.integers(1, 12), st.integers(1, 12),
+    st.integers(8, 32),
+    st.integers(0, 31),
+    st.integers(0, 31),
+    st.integers(1, 12),
+    st.integers(1, 12),
 )
 
 
@@ -130,12 +134,13 @@ def test_a_two_by_two_grid_upsampled_to_64_px_peaks_only_in_a_corner_square(seed
     # the maximum at a cell centre (pixel 15.5 or 47.5) or on the flat margin beyond it,
     # never in the middle of the image where the lungs are. So no 2 x 2 map, not even the
     # ideal one, can point into most lesions there.
-    from xraykit.builtin.explainers import upsample_to
+    from xraykit.attribution import upsample_to
 
     cells = torch.rand(1, 1, 2, 2, generator=torch.Generator().manual_seed(seed))
     m = upsample_to(cells, (64, 64))[0, 0]
     peaks = (m == m.max()).nonzero()
     assert ((peaks <= 16) | (peaks >= 47)).all()
+
 
 # ----------------------------------------------------------------------------- explain_score, end to end
 
@@ -168,16 +173,18 @@ def test_explain_score_uses_every_registered_explainer_that_works_for_the_backbo
 @pytest.mark.parametrize("layer, stride", [(None, 32), ("layer3", 16), ("layer2", 8)])
 def test_explain_score_puts_beside_cam_the_ideal_map_at_the_grid_of_its_layer(tiny_run, tmp_path, layer, stride):
     options = {"cam": {"layer": layer}} if layer else None
-    summary = xraykit.explain_score(tiny_run, "synthetic:n=16", methods=["cam", "occlusion"], limit=2, out=tmp_path,
-                                    options=options)
+    summary = xraykit.explain_score(
+        tiny_run, "synthetic:n=16", methods=["cam", "occlusion"], limit=2, out=tmp_path, options=options
+    )
     size = tiny_run.config.image_size
     assert summary["methods"]["cam"]["ideal"]["grid"] == [size // stride, size // stride]
     assert summary["methods"]["occlusion"]["ideal"] is None  # a pixel-level map has no grid to be limited by
 
 
 def test_explain_score_passes_options_to_one_method(tiny_run, tmp_path):
-    summary = xraykit.explain_score(tiny_run, "synthetic:n=16", methods=["occlusion"], limit=1, out=tmp_path,
-                                    options={"occlusion": {"patch": 16}})
+    summary = xraykit.explain_score(
+        tiny_run, "synthetic:n=16", methods=["occlusion"], limit=1, out=tmp_path, options={"occlusion": {"patch": 16}}
+    )
     assert summary["methods"]["occlusion"]["options"] == {"patch": 16}
 
 
@@ -190,14 +197,27 @@ def test_explain_score_refuses_data_without_lesion_masks(tiny_run, tiny_splits, 
 
 def test_explain_score_refuses_an_unknown_option(tiny_run, tmp_path):
     with pytest.raises(XrayError, match="patch"):
-        xraykit.explain_score(tiny_run, "synthetic:n=16", methods=["cam"], limit=1, out=tmp_path,
-                              options={"cam": {"patch": 3}})
+        xraykit.explain_score(
+            tiny_run, "synthetic:n=16", methods=["cam"], limit=1, out=tmp_path, options={"cam": {"patch": 3}}
+        )
 
 
 def test_the_cli_scores_a_folder_written_by_synth_and_prints_a_table(tiny_run, tmp_path):
     xraykit.synth(tmp_path / "synth", n=16, size=32, seed=5)
-    result = CliRunner().invoke(app, ["explain-score", str(tiny_run.path), str(tmp_path / "synth"),
-                                      "--methods", "cam", "--limit", "2", "--out", str(tmp_path / "score")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain-score",
+            str(tiny_run.path),
+            str(tmp_path / "synth"),
+            "--methods",
+            "cam",
+            "--limit",
+            "2",
+            "--out",
+            str(tmp_path / "score"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "pointing game" in result.output
     assert "ideal" in result.output.lower() and "on 1x1" in result.output  # cam's grid at 32 px: one cell
@@ -210,13 +230,16 @@ def test_the_cli_says_in_one_line_when_a_folder_has_no_masks(tiny_run, tmp_path)
 
     xraykit.synth(tmp_path / "synth", n=8, size=32)
     shutil.rmtree(tmp_path / "synth" / "masks")
-    result = CliRunner().invoke(app, ["explain-score", str(tiny_run.path), str(tmp_path / "synth"), "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["explain-score", str(tiny_run.path), str(tmp_path / "synth"), "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2
     assert "lesion masks" in result.output and "Traceback" not in result.output
 
 
 def test_the_cli_refuses_an_unknown_method_in_one_line(tiny_run, tmp_path):
-    result = CliRunner().invoke(app, ["explain-score", str(tiny_run.path), "synthetic:n=16", "--methods", "cam,nope",
-                                      "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["explain-score", str(tiny_run.path), "synthetic:n=16", "--methods", "cam,nope", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2
     assert "nope" in result.output and "Traceback" not in result.output

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xraykit.api import MIN_VAL_IMAGES, choose_validation
+from xraykit.data.loading import MIN_VAL_IMAGES, choose_validation
 from xraykit.data.splits import patient_split
 from xraykit.errors import XrayError
 from xraykit.interfaces import XrayData
@@ -17,8 +17,12 @@ from xraykit.interfaces import XrayData
 
 def make_data(labels: list[int], patients: list[str], num_classes: int = 2) -> XrayData:
     n = len(labels)
-    return XrayData(images=torch.zeros(n, 1, 2, 2, dtype=torch.uint8), labels=torch.tensor(labels, dtype=torch.long),
-                    classes=tuple(f"C{k}" for k in range(num_classes)), patients=patients)
+    return XrayData(
+        images=torch.zeros(n, 1, 2, 2, dtype=torch.uint8),
+        labels=torch.tensor(labels, dtype=torch.long),
+        classes=tuple(f"C{k}" for k in range(num_classes)),
+        patients=patients,
+    )
 
 
 @st.composite
@@ -28,7 +32,8 @@ def patient_groups(draw, max_patients: int = 30, max_images: int = 4):
     sizes = draw(st.lists(st.integers(1, max_images), min_size=num_classes, max_size=max_patients))
     # The first patients cover every class, so each class is present.
     patient_labels = list(range(num_classes)) + draw(
-        st.lists(st.integers(0, num_classes - 1), min_size=len(sizes) - num_classes, max_size=len(sizes) - num_classes))
+        st.lists(st.integers(0, num_classes - 1), min_size=len(sizes) - num_classes, max_size=len(sizes) - num_classes)
+    )
     labels, patients = [], []
     for p, (size, label) in enumerate(zip(sizes, patient_labels)):
         labels += [label] * size

@@ -6,18 +6,19 @@ bit-identical after fine-tuning steps, checked for every registered backbone.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
-import torch.nn.functional as F
-from hypothesis import Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from xraykit import plugins
-from xraykit.training import set_train_mode
+from xraykit.inference import to_input
+from xraykit.loop import Callbacks, set_train_mode, train_one_epoch
 
-BACKBONES = sorted(plugins.entries("backbone"))
-# Shrinking a failure would rebuild models hundreds of times (and keep them alive): report the first one.
-NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
+from helpers import BACKBONES, NO_SHRINK
 
 
 @pytest.fixture(params=BACKBONES)
@@ -26,19 +27,26 @@ def backbone(request):
 
 
 def take_steps(model, backbone, strategy, steps: int, batch: int, seed: int, size: int = 32):
-    """Freeze as the strategy says, then ``steps`` optimizer steps on random images, as the trainer does."""
+    """Freeze as the strategy says, then ``steps`` batches of random images through the trainer's own epoch."""
     strategy.freeze(model, backbone)
     optimizer = strategy.optimizer([p for p in model.parameters() if p.requires_grad], lr=strategy.lr)
     g = torch.Generator().manual_seed(seed)
     num_classes = model.get_submodule(backbone.head).out_features
-    for _ in range(steps):
-        set_train_mode(model)
-        x = torch.randn(batch, 1, size, size, generator=g)
-        y = torch.randint(num_classes, (batch,), generator=g)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    images = torch.randint(0, 256, (steps * batch, 1, size, size), generator=g, dtype=torch.uint8)
+    labels = torch.randint(num_classes, (steps * batch,), generator=g)
+    set_train_mode(model)
+    train_one_epoch(
+        model,
+        images,
+        labels,
+        torch.arange(len(labels)),
+        partial(to_input, backbone=backbone),
+        optimizer,
+        nn.CrossEntropyLoss(),
+        batch,
+        "cpu",
+        Callbacks(),
+    )
     return optimizer
 
 

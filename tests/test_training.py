@@ -11,7 +11,8 @@ from torch import nn
 import xraykit
 from xraykit import plugins
 from xraykit.data.synthetic import synthesize, synthetic_splits
-from xraykit.training import Callbacks, learning_rate, predict_proba, set_train_mode
+from xraykit.inference import predict_proba
+from xraykit.loop import Callbacks, learning_rate, set_train_mode
 from xraykit.weights import safe_load
 
 RESNET18 = plugins.get("backbone", "resnet18")
@@ -70,8 +71,18 @@ def test_set_train_mode_puts_trainable_batchnorm_in_train():
 @pytest.mark.parametrize("feature_cache", [False, True], ids=["through-the-model", "on-cached-features"])
 def test_finetuning_keeps_every_backbone_tensor_bit_identical(feature_cache, small_splits, start_weights, tmp_path):
     recorder = Recorder()
-    run = xraykit.train(small_splits, "finetune", weights=str(start_weights), epochs=2, batch_size=8, image_size=32,
-                        seed=3, out=tmp_path / "run", feature_cache=feature_cache, callbacks=recorder)
+    run = xraykit.train(
+        small_splits,
+        "finetune",
+        weights=str(start_weights),
+        epochs=2,
+        batch_size=8,
+        image_size=32,
+        seed=3,
+        out=tmp_path / "run",
+        feature_cache=feature_cache,
+        callbacks=recorder,
+    )
     assert any("features once" in m for m in recorder.messages) == feature_cache
 
     start = safe_load(start_weights)
@@ -88,13 +99,21 @@ def test_finetuning_keeps_every_backbone_tensor_bit_identical(feature_cache, sma
 
     held = [p for group in state["optimizer"]["param_groups"] for p in group["params"]]
     assert len(held) == len(list(fresh_head.parameters()))  # fc.weight and fc.bias, nothing else
-    assert run.config.extra["trainable_parameters"] == sum(p.numel() for p in fresh_head.parameters())
+    assert run.record.trainable_parameters == sum(p.numel() for p in fresh_head.parameters())
 
 
 def test_the_same_seed_gives_the_same_weights(small_splits, tmp_path):
     def weights(seed, name):
-        run = xraykit.train(small_splits, "scratch", epochs=1, batch_size=8, image_size=32, seed=seed,
-                            out=tmp_path / name, callbacks=Recorder())
+        run = xraykit.train(
+            small_splits,
+            "scratch",
+            epochs=1,
+            batch_size=8,
+            image_size=32,
+            seed=seed,
+            out=tmp_path / name,
+            callbacks=Recorder(),
+        )
         return run.load_checkpoint("last")["model"]
 
     first, again, other = weights(0, "a"), weights(0, "b"), weights(1, "c")
@@ -108,8 +127,17 @@ def test_a_few_epochs_from_scratch_lower_the_loss_and_beat_chance_on_unseen_imag
     0.9-1.3 in the first, and accuracy on 128 unseen images 0.77-0.84; the thresholds leave a margin.
     The cosine schedule lets BatchNorm's running statistics catch up with the weights by the end."""
     splits = synthetic_splits(n=160, size=32, seed=0, lesion_contrast=0.5)
-    run = xraykit.train(splits, "scratch", epochs=4, batch_size=8, image_size=32, seed=0, schedule="cosine",
-                        out=tmp_path / "run", callbacks=Recorder())
+    run = xraykit.train(
+        splits,
+        "scratch",
+        epochs=4,
+        batch_size=8,
+        image_size=32,
+        seed=0,
+        schedule="cosine",
+        out=tmp_path / "run",
+        callbacks=Recorder(),
+    )
     losses = [h["train_loss"] for h in run.history]
     assert losses[-1] < 0.5 * losses[0], losses
 
@@ -126,17 +154,38 @@ def test_the_cosine_learning_rate_equals_torchs_cosine_annealing_schedule(base, 
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     for epoch in range(epochs):
-        assert learning_rate(base, epoch, epochs, "cosine") == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9, abs=1e-15)
+        assert learning_rate(base, epoch, epochs, "cosine") == pytest.approx(
+            optimizer.param_groups[0]["lr"], rel=1e-9, abs=1e-15
+        )
         optimizer.step()
         scheduler.step()
 
 
-@given(st.floats(1e-6, 1.0), st.integers(0, 100), st.integers(1, 100))
-def test_a_constant_schedule_keeps_the_learning_rate_it_was_given(base, epoch, epochs):
-    assert learning_rate(base, epoch, epochs, "constant") == base
+@given(st.floats(1e-6, 1.0), st.integers(1, 100))
+def test_a_cosine_schedule_starts_at_the_base_rate_and_falls_every_epoch_without_reaching_zero(base, epochs):
+    rates = [learning_rate(base, epoch, epochs, "cosine") for epoch in range(epochs)]
+    assert rates[0] == base
+    assert all(0 < later < earlier for earlier, later in zip(rates, rates[1:]))
 
 
-def test_each_epoch_records_the_learning_rate_it_trained_with(tmp_path):
-    run = xraykit.train("synthetic:n=32", "scratch", epochs=3, image_size=32, lr=2e-3, schedule="cosine",
-                        out=tmp_path / "run", quiet=True)
-    assert [h["lr"] for h in run.history] == [learning_rate(2e-3, e, 3, "cosine") for e in range(3)]
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ("constant", [2e-3, 2e-3, 2e-3]),
+        ("cosine", [learning_rate(2e-3, e, 3, "cosine") for e in range(3)]),
+    ],
+)
+def test_each_epoch_trains_with_the_rate_its_schedule_gives_and_records_it(tmp_path, schedule, expected):
+    run = xraykit.train(
+        "synthetic:n=32",
+        "scratch",
+        epochs=3,
+        image_size=32,
+        lr=2e-3,
+        schedule=schedule,
+        out=tmp_path / "run",
+        quiet=True,
+    )
+    assert [h["lr"] for h in run.history] == expected
+    # The optimizer itself stepped at the last epoch's rate (the checkpoint holds its state).
+    assert [g["lr"] for g in run.load_checkpoint("last")["optimizer"]["param_groups"]] == [expected[-1]]

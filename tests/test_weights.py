@@ -30,7 +30,9 @@ def data(tmp_path_factory) -> Path:
 
 
 def train_cli(*args: str):
-    return runner.invoke(cli.app, ["train", *args, "--image-size", "32", "--batch-size", "32", "--device", "cpu", "--quiet"])
+    return runner.invoke(
+        cli.app, ["train", *args, "--image-size", "32", "--batch-size", "32", "--device", "cpu", "--quiet"]
+    )
 
 
 def error_line(result) -> str:
@@ -69,7 +71,7 @@ def test_finetune_starts_from_the_cached_imagenet_file(data, tmp_path, imagenet_
     result = train_cli(str(data), "--task", "finetune", "--epochs", "1", "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     run = xraykit.Run(tmp_path / "run")
-    assert run.config.weights == "imagenet" and run.config.extra["weights_loaded"] == "imagenet weights"
+    assert run.config.weights == "imagenet" and run.record.weights_loaded == "imagenet weights"
     trained = run.load_checkpoint("last")["model"]
     # Fine-tuning freezes the backbone (BatchNorm statistics included): after an epoch it is still ImageNet's.
     assert_backbone_from(trained, safe_load(imagenet_in_cache))
@@ -99,11 +101,20 @@ def test_weights_path_takes_an_xraykit_checkpoint(tiny_run):
 
 
 def test_train_with_weights_path_records_the_file(data, tmp_path, fake_imagenet_file):
-    result = train_cli(str(data), "--task", "finetune", "--weights", str(fake_imagenet_file), "--epochs", "1",
-                       "--out", str(tmp_path / "run"))
+    result = train_cli(
+        str(data),
+        "--task",
+        "finetune",
+        "--weights",
+        str(fake_imagenet_file),
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert result.exit_code == 0, result.output
     run = xraykit.Run(tmp_path / "run")
-    assert str(fake_imagenet_file) in run.config.extra["weights_loaded"]
+    assert str(fake_imagenet_file) in run.record.weights_loaded
     assert_backbone_from(run.load_checkpoint("last")["model"], safe_load(fake_imagenet_file))
 
 
@@ -136,8 +147,11 @@ def test_the_cli_reports_a_mismatching_weights_file_in_one_line(data, tmp_path):
     state = torchvision.models.resnet18().state_dict()
     state["layer1.0.bn1.weight"] = torch.zeros(3)
     torch.save(state, tmp_path / "bad.pth")
-    line = error_line(train_cli(str(data), "--task", "finetune", "--weights", str(tmp_path / "bad.pth"),
-                                "--out", str(tmp_path / "run")))
+    line = error_line(
+        train_cli(
+            str(data), "--task", "finetune", "--weights", str(tmp_path / "bad.pth"), "--out", str(tmp_path / "run")
+        )
+    )
     assert "bad.pth" in line and "layer1.0.bn1.weight" in line
 
 
@@ -160,7 +174,9 @@ def test_a_backbone_can_adapt_a_file_in_an_older_key_format_given_by_weights_pat
     with pytest.raises(CheckpointError, match=r"old-format\.pth.*no tensor 'conv1\.weight'"):
         load_weights(resnet18.build(2), resnet18, str(tmp_path / "old-format.pth"))
 
-    renamed = dataclasses.replace(resnet18, adapt_state_dict=lambda s: {k.removeprefix("old."): v for k, v in s.items()})
+    renamed = dataclasses.replace(
+        resnet18, adapt_state_dict=lambda s: {k.removeprefix("old."): v for k, v in s.items()}
+    )
     model = renamed.build(2)
     load_weights(model, renamed, str(tmp_path / "old-format.pth"))
     assert_backbone_from(model.state_dict(), {k.removeprefix("old."): v for k, v in old.items()})

@@ -4,44 +4,86 @@ Task 1.1 trains ResNet-18 from scratch; Task 1.2 fine-tunes ImageNet weights wit
 layer frozen but the head. Both draw loss curves, report per-class test accuracy, show
 misclassified images and explain predictions with Class Activation Maps (Captum).
 
+This module is the facade: ``__all__`` below is the public API, the list that
+``docs/reference`` documents. Behind it, one home per concept::
+
+    config.py      TrainConfig (every option, checked once), RunRecord, RECIPES
+    training.py    train(), resume(): set a run up, then hand over to the loop
+    loop.py        fit(): the training loop, read top to bottom, and its helpers
+    inference.py   the device, the network's input, logits, probabilities; how images reach it in training
+    augment.py     training-time augmentation
+    runs.py        Run: a run folder read back
+    evaluation.py  evaluate(), predict(), the misclassified gallery
+    explaining.py  explain(), explain_maps(), explain_score()
+    attribution.py what every explainer shares (eval mode, upsampling a layer's map)
+    scoring.py     pointing game and inside share against known lesions
+    comparing.py   compare(), demo(): both tasks on one page
+    data/          loading.py (load_data, choose_validation), folders, MedMNIST, synthetic, splits
+    plugins.py     the registries: list_*, backbone(), strategy(), explainer(), create_backbone()
+    builtin/       the built-in plugins; they import the core, never the reverse
+    cli.py         the command line, a thin layer over this API (cli_support.py: its errors, options, tables)
+
+Words: a *task* is what the user chooses (``scratch``, ``finetune``), the *strategy* is the
+plugin that implements it, a *recipe* is a set of training settings (``report``, ``strong``).
+
 >>> import xraykit
 >>> "resnet18" in xraykit.list_backbones()
 True
 """
 
-__version__ = "0.1.0"
-
-from .api import (  # noqa: E402
-    choose_validation,
-    compare,
+from .comparing import compare, demo
+from .config import RunRecord, TrainConfig
+from .data.loading import choose_validation, load_data
+from .data.synthetic import synth, synthesize
+from .errors import CheckpointError, ImageError, WeightsUnavailableError, XrayError
+from .evaluation import evaluate, predict
+from .explaining import explain, explain_maps, explain_score
+from .hookspecs import hookimpl
+from .interfaces import Backbone, DatasetSource, Explainer, Strategy, XrayData
+from .plugins import (
     count_parameters,
     create_backbone,
-    demo,
-    evaluate,
-    explain,
-    explain_maps,
-    explain_score,
     list_backbones,
     list_datasets,
     list_explainers,
     list_strategies,
-    load_data,
-    predict,
-    resume,
-    synth,
-    synthesize,
-    train,
 )
-from .errors import CheckpointError, ImageError, WeightsUnavailableError, XrayError  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
-from .interfaces import Backbone, DatasetSource, Explainer, Strategy, XrayData  # noqa: E402
-from .runs import Run  # noqa: E402
-from .training import TrainConfig  # noqa: E402
+from .runs import Run
+from .training import resume, train
+
+__version__ = "0.1.0"
 
 __all__ = [
-    "Backbone", "CheckpointError", "DatasetSource", "Explainer", "ImageError", "Run", "Strategy", "TrainConfig",
-    "WeightsUnavailableError", "XrayData", "XrayError", "choose_validation", "compare", "count_parameters",
-    "create_backbone", "demo", "evaluate", "explain", "explain_maps", "explain_score", "hookimpl", "list_backbones",
-    "list_datasets", "list_explainers", "list_strategies", "load_data", "predict", "resume", "synth", "synthesize",
+    "Backbone",
+    "CheckpointError",
+    "DatasetSource",
+    "Explainer",
+    "ImageError",
+    "Run",
+    "RunRecord",
+    "Strategy",
+    "TrainConfig",
+    "WeightsUnavailableError",
+    "XrayData",
+    "XrayError",
+    "choose_validation",
+    "compare",
+    "count_parameters",
+    "create_backbone",
+    "demo",
+    "evaluate",
+    "explain",
+    "explain_maps",
+    "explain_score",
+    "hookimpl",
+    "list_backbones",
+    "list_datasets",
+    "list_explainers",
+    "list_strategies",
+    "load_data",
+    "predict",
+    "resume",
+    "synth",
+    "synthesize",
     "train",
 ]

@@ -39,8 +39,9 @@ class World:
 def world() -> World:
     """Read from ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; a single process is rank 0 of 1."""
     try:
-        return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                     int(os.environ.get("LOCAL_RANK", 0)))
+        return World(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+        )
     except ValueError:
         raise XrayError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (torchrun sets them)") from None
 
@@ -67,7 +68,9 @@ def setup(device: torch.device) -> torch.device:
         device = torch.device("cuda", w.local_rank)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
-        raise XrayError(f"torchrun: device '{device.type}' is not supported for several processes; use --device cpu or cuda")
+        raise XrayError(
+            f"torchrun: device '{device.type}' is not supported for several processes; use --device cpu or cuda"
+        )
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         atexit.register(_leave)
@@ -155,5 +158,17 @@ def seed_offset() -> int:
     return 104_729 * world().rank
 
 
-__all__: Sequence[str] = ["World", "world", "is_distributed", "is_main", "setup", "barrier", "rank0_value", "wrap", "batch_part",
-                          "sum_over_ranks", "in_parts", "seed_offset"]
+__all__: Sequence[str] = [
+    "World",
+    "world",
+    "is_distributed",
+    "is_main",
+    "setup",
+    "barrier",
+    "rank0_value",
+    "wrap",
+    "batch_part",
+    "sum_over_ranks",
+    "in_parts",
+    "seed_offset",
+]

@@ -1,22 +1,28 @@
-"""Figures: loss curves, confusion matrices, image galleries and CAM overlays (matplotlib)."""
+"""Figures: loss curves, confusion matrices, image galleries and CAM overlays (matplotlib).
+
+Each function writes a PNG and returns the :class:`~matplotlib.figure.Figure`, for a
+notebook to show or a test to inspect. Figures are made with matplotlib's object-oriented
+API, never through ``pyplot``: importing xraykit picks no backend and opens no window.
+"""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import os
+from typing import Optional, Sequence, Union
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display needed, works on a headless server
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from .io import save_figure
 
-from .io import save_figure  # noqa: E402
+PathLike = Union[str, "os.PathLike[str]"]
 
 
-def loss_curves(histories: dict[str, list[dict]], path, title: Optional[str] = None) -> None:
+def loss_curves(histories: dict[str, list[dict]], path: PathLike, title: Optional[str] = None) -> Figure:
     """Train and validation loss per epoch, one panel per run (Task 1.1 and 1.2 side by side)."""
     n = len(histories)
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 3.8), squeeze=False)
+    fig = Figure(figsize=(5.2 * n, 3.8))
+    axes = fig.subplots(1, n, squeeze=False)
     for ax, (label, history) in zip(axes[0], histories.items()):
         epochs = [h["epoch"] for h in history]
         ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
@@ -30,10 +36,15 @@ def loss_curves(histories: dict[str, list[dict]], path, title: Optional[str] = N
         fig.suptitle(title)
     fig.tight_layout()
     save_figure(path, fig)
+    return fig
 
 
-def confusion_matrix(cm: Sequence[Sequence[int]], classes: Sequence[str], path, title: str = "Confusion matrix") -> None:
-    fig, ax = plt.subplots(figsize=(3.8, 3.4))
+def confusion_matrix(
+    cm: Sequence[Sequence[int]], classes: Sequence[str], path: PathLike, title: str = "Confusion matrix"
+) -> Figure:
+    """Counts of true (rows) against predicted (columns) classes."""
+    fig = Figure(figsize=(3.8, 3.4))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     for i, row in enumerate(cm):
         for j, v in enumerate(row):
@@ -45,15 +56,23 @@ def confusion_matrix(cm: Sequence[Sequence[int]], classes: Sequence[str], path, 
     ax.set_title(title)
     fig.tight_layout()
     save_figure(path, fig)
+    return fig
 
 
-def image_grid(images: torch.Tensor, titles: Sequence[str], path, suptitle: str = "", columns: int = 6,
-               empty_text: str = "No images") -> None:
+def image_grid(
+    images: torch.Tensor,
+    titles: Sequence[str],
+    path: PathLike,
+    suptitle: str = "",
+    columns: int = 6,
+    empty_text: str = "No images",
+) -> Figure:
     """A grid of grayscale ``uint8`` images ``(N, 1, H, W)``, each with its title."""
     n = len(images)
     cols = max(1, min(columns, n))
     rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows), squeeze=False)
+    fig = Figure(figsize=(2.3 * cols, 2.5 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles):
@@ -65,19 +84,28 @@ def image_grid(images: torch.Tensor, titles: Sequence[str], path, suptitle: str 
         fig.suptitle(suptitle)
     fig.tight_layout()
     save_figure(path, fig)
+    return fig
 
 
-def overlay_pairs(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str], path, suptitle: str = "",
-                  masks: Optional[torch.Tensor] = None, map_title: str = "Class Activation Map") -> None:
+def overlay_pairs(
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    titles: Sequence[str],
+    path: PathLike,
+    suptitle: str = "",
+    masks: Optional[torch.Tensor] = None,
+    map_title: str = "Class Activation Map",
+) -> Figure:
     """Each image beside its heatmap overlay (one row per image); lesion outlines where known."""
     n = len(images)
-    fig, axes = plt.subplots(max(n, 1), 2, figsize=(6.0, 3.0 * max(n, 1)), squeeze=False)
+    fig = Figure(figsize=(6.0, 3.0 * max(n, 1)))
+    axes = fig.subplots(max(n, 1), 2, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
         img = images[i, 0].numpy()
-        m = maps[i].detach().float()
-        m = ((m - m.min()) / (m.max() - m.min() + 1e-12)).numpy()
+        raw = maps[i].detach().float()
+        m = ((raw - raw.min()) / (raw.max() - raw.min() + 1e-12)).numpy()
         axes[i, 0].imshow(img, cmap="gray", vmin=0, vmax=255)
         axes[i, 0].set_title(titles[i], fontsize=8)
         axes[i, 1].imshow(img, cmap="gray", vmin=0, vmax=255)
@@ -90,3 +118,4 @@ def overlay_pairs(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
         fig.suptitle(suptitle)
     fig.tight_layout()
     save_figure(path, fig)
+    return fig

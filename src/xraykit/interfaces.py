@@ -8,7 +8,7 @@ inherit from, so a plugin author reads one definition and fills in its fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -49,10 +49,14 @@ class XrayData:
     def image_size(self) -> int:
         return int(self.images.shape[-1])
 
-    def subset(self, index: Sequence[int] | torch.Tensor) -> "XrayData":
+    def subset(self, index: Sequence[int] | torch.Tensor) -> XrayData:
         """The images at ``index``, in that order, with everything that belongs to them."""
         idx = torch.as_tensor(index, dtype=torch.long)
-        pick = lambda xs: None if xs is None else [xs[i] for i in idx.tolist()]  # noqa: E731
+        rows = idx.tolist()
+
+        def pick(xs: Optional[list[str]]) -> Optional[list[str]]:
+            return None if xs is None else [xs[i] for i in rows]
+
         return XrayData(
             images=self.images[idx],
             labels=self.labels[idx],
@@ -129,16 +133,30 @@ class Explainer:
     supports: Callable[[Backbone], bool] = lambda backbone: True
 
 
+class LoadSplits(Protocol):
+    """The signature of :attr:`DatasetSource.load`."""
+
+    def __call__(
+        self, location: str, *, image_size: int, skip_bad: bool, on_skip: Optional[Callable[[str], None]]
+    ) -> dict[str, XrayData]: ...
+
+
 @dataclass(frozen=True)
 class DatasetSource:
     """A kind of place X-rays come from (a folder tree, an ``.npz`` file, a generator).
 
-    ``can_load(location)`` says whether this source understands ``location``;
-    ``load(location, image_size)`` returns the splits found there, by name
-    (``"train"``, ``"val"``, ``"test"``), each an :class:`XrayData`.
+    ``can_load(location)`` says whether this source understands ``location``. Then
+    ``load(location, *, image_size, skip_bad, on_skip)`` returns the splits found there, by
+    name (``"train"``, ``"val"``, ``"test"``), each an :class:`XrayData` of ``image_size`` x
+    ``image_size`` images. With ``skip_bad`` an unreadable file is passed over: ``on_skip``
+    (when not ``None``) is called with one line naming it, and loading goes on; without it the
+    file raises :class:`~xraykit.ImageError`. The signature in full::
+
+        def load(location: str, *, image_size: int, skip_bad: bool,
+                 on_skip: Callable[[str], None] | None) -> dict[str, XrayData]
     """
 
     name: str
     can_load: Callable[[str], bool]
-    load: Callable[..., dict[str, XrayData]]
+    load: LoadSplits
     description: str = ""

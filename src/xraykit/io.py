@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,10 +53,14 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
         torch.save(obj, tmp)
 
 
-def save_figure(path: str | os.PathLike, fig) -> None:
-    """Save a matplotlib figure atomically as PNG and close it."""
-    import matplotlib.pyplot as plt
+def save_figure(path: str | os.PathLike, fig: Any) -> None:
+    """Save a matplotlib figure atomically as PNG; one made through ``pyplot`` is closed too.
 
+    A :class:`~matplotlib.figure.Figure` made directly (as :mod:`xraykit.figures` makes them)
+    belongs to no window and is freed like any object; pyplot keeps its own until closed.
+    """
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)

@@ -7,7 +7,7 @@ balanced accuracy, sensitivity and specificity are always reported beside it.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -42,7 +42,7 @@ def compute_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence
     counts = torch.bincount(labels, minlength=k)
     majority = int(counts.argmax())
     present = [r for r in recall if r is not None]
-    out = {
+    out: dict[str, Any] = {
         "n": int(len(labels)),
         "accuracy": float((preds == labels).float().mean()) if len(labels) else None,
         "balanced_accuracy": float(sum(present) / len(present)) if present else None,
@@ -56,17 +56,21 @@ def compute_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence
         n = 1 - p
         tp, fn, fp, tn = cm[p, p].item(), cm[p, n].item(), cm[n, p].item(), cm[n, n].item()
         precision, sensitivity = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-        out.update({
-            "positive_class": classes[p],
-            "threshold": 0.5,  # argmax of two probabilities: positive above 0.5 (an exact tie goes to the first class)
-            "sensitivity": sensitivity,
-            "specificity": _ratio(tn, tn + fp),
-            "precision": precision,
-            "f1": _ratio(2 * precision * sensitivity, precision + sensitivity) if precision and sensitivity else 0.0,
-            "roc_auc": roc_auc(probs[:, p], labels == p),
-        })
+        out.update(
+            {
+                "positive_class": classes[p],
+                # argmax of two probabilities: positive above 0.5 (an exact tie goes to the first class)
+                "threshold": 0.5,
+                "sensitivity": sensitivity,
+                "specificity": _ratio(tn, tn + fp),
+                "precision": precision,
+                "f1": _ratio(2 * precision * sensitivity, precision + sensitivity)
+                if precision and sensitivity
+                else 0.0,
+                "roc_auc": roc_auc(probs[:, p], labels == p),
+            }
+        )
     else:
-        aucs = [roc_auc(probs[:, c], labels == c) for c in range(k)]
-        aucs = [a for a in aucs if a is not None]
+        aucs = [a for a in (roc_auc(probs[:, c], labels == c) for c in range(k)) if a is not None]
         out["roc_auc"] = float(sum(aucs) / len(aucs)) if aucs else None
     return out

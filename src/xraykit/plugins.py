@@ -17,12 +17,15 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pluggy
+from torch import nn
 
 from . import hookspecs
 from .errors import XrayError
+from .interfaces import Backbone, DatasetSource, Explainer, Strategy
+from .weights import load_weights
 
 DEFAULT_PLUGINS = (
     "xraykit.builtin.resnet",
@@ -31,7 +34,7 @@ DEFAULT_PLUGINS = (
     "xraykit.builtin.datasets",
 )
 
-# kind -> (hook name, singular noun used in messages)
+# kind -> the hook whose plugins fill its registry
 KINDS = {
     "backbone": "register_backbones",
     "strategy": "register_strategies",
@@ -123,7 +126,10 @@ def reset() -> None:
 
 def register(plugin: object, name: str | None = None) -> str:
     """Register a plugin object or module in this process (tests, notebooks)."""
-    return get_plugin_manager().register(plugin, name=name)
+    registered = get_plugin_manager().register(plugin, name=name)
+    if registered is None:  # pluggy returns None for a plugin it was told to block
+        raise XrayError(f"plugin {name or plugin!r} is blocked and cannot be registered")
+    return registered
 
 
 def unregister(name: str) -> None:
@@ -146,11 +152,13 @@ def _collect(kind: str) -> tuple[dict[str, Entry], list[Failure]]:
             if not isinstance(name, str) or not name:
                 raise TypeError(f"a {kind} needs a non-empty string name, got {name!r}")
             if name in entries:
-                failures.append(Failure(
-                    _plugin,
-                    f"{kind} '{name}' is already registered by plugin '{entries[name].plugin}'; "
-                    f"the one from '{_plugin}' was ignored",
-                ))
+                failures.append(
+                    Failure(
+                        _plugin,
+                        f"{kind} '{name}' is already registered by plugin '{entries[name].plugin}'; "
+                        f"the one from '{_plugin}' was ignored",
+                    )
+                )
                 return
             entries[name] = Entry(kind, name, obj, _plugin)
 
@@ -176,12 +184,91 @@ def failures() -> list[Failure]:
 
 
 def get(kind: str, name: str) -> Any:
-    """The registered ``kind`` called ``name``, or an error listing the known names."""
+    """The registered ``kind`` called ``name``, or an error listing the known names.
+
+    The typed accessors below (:func:`backbone`, :func:`strategy`, :func:`explainer`) say what comes back.
+    """
     known = entries(kind)
     if name not in known:
         names = ", ".join(sorted(known)) or "none"
         failed = failures()
-        hint = (f" ({len(failed)} plugin{'s' if len(failed) != 1 else ''} failed to load or register: "
-                f"see `xraykit plugins`)") if failed else ""
+        hint = (
+            (
+                f" ({len(failed)} plugin{'s' if len(failed) != 1 else ''} failed to load or register: "
+                f"see `xraykit plugins`)"
+            )
+            if failed
+            else ""
+        )
         raise XrayError(f"Unknown {kind} '{name}'. Known: {names}{hint}")
     return known[name].obj
+
+
+def _typed(kind: str, name: str, cls: type) -> Any:
+    obj = get(kind, name)
+    if not isinstance(obj, cls):
+        raise XrayError(f"{kind} '{name}' is a {type(obj).__name__}, not an xraykit.{cls.__name__}")
+    return obj
+
+
+def backbone(name: str) -> Backbone:
+    """The registered backbone called ``name``."""
+    found: Backbone = _typed("backbone", name, Backbone)
+    return found
+
+
+def strategy(name: str) -> Strategy:
+    """The registered strategy called ``name`` (the plugin that implements the task of that name)."""
+    found: Strategy = _typed("strategy", name, Strategy)
+    return found
+
+
+def explainer(name: str) -> Explainer:
+    """The registered explainer called ``name``."""
+    found: Explainer = _typed("explainer", name, Explainer)
+    return found
+
+
+def dataset_source(location: str) -> DatasetSource:
+    """The first registered dataset source that can load ``location``."""
+    for entry in entries("dataset").values():
+        if entry.obj.can_load(location):
+            found: DatasetSource = entry.obj
+            return found
+    known = ", ".join(sorted(entries("dataset")))
+    raise XrayError(f"{location}: no such folder, and no dataset plugin reads it (dataset sources: {known})")
+
+
+def list_backbones() -> list[str]:
+    return sorted(entries("backbone"))
+
+
+def list_strategies() -> list[str]:
+    return sorted(entries("strategy"))
+
+
+def list_explainers() -> list[str]:
+    return sorted(entries("explainer"))
+
+
+def list_datasets() -> list[str]:
+    return sorted(entries("dataset"))
+
+
+def create_backbone(name: str = "resnet18", num_classes: int = 2, weights: Optional[str] = None) -> nn.Module:
+    """A fresh model of a registered backbone, optionally starting from ``weights``.
+
+    >>> import torch
+    >>> model = create_backbone("resnet18", num_classes=2)
+    >>> model(torch.zeros(1, 1, 64, 64)).shape
+    torch.Size([1, 2])
+    """
+    chosen = backbone(name)
+    model = chosen.build(num_classes)
+    load_weights(model, chosen, weights)
+    return model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts."""
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import Optional
 
-from .training import Callbacks
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from . import distributed
+from .loop import Callbacks
 
 console = Console(highlight=False)
 
@@ -16,7 +19,7 @@ class RichCallbacks(Callbacks):
     def __init__(self, label: str = "train") -> None:
         self.label = label
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID = TaskID(0)
         self.epochs = 0
 
     def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
@@ -57,3 +60,12 @@ class QuietCallbacks(Callbacks):
 
     def message(self, text: str) -> None:
         console.print(text)
+
+
+def callbacks_for(label: str, quiet: bool, callbacks: Optional[Callbacks] = None) -> Callbacks:
+    """``callbacks`` if given; else bars (or, ``quiet``, messages alone) in the one process that reports."""
+    if callbacks is not None:
+        return callbacks
+    if not distributed.is_main():  # under torchrun only rank 0 reports
+        return Callbacks()
+    return QuietCallbacks() if quiet else RichCallbacks(label)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import math
 import shlex
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 from .io import write_text
 
-CREDIT = ("Real chest X-rays: Kermany, Zhang and Goldbaum (2018), Mendeley Data v2, "
-          "doi:10.17632/rscbjbr9sj.2, CC BY 4.0.")
+CREDIT = (
+    "Real chest X-rays: Kermany, Zhang and Goldbaum (2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0."
+)
 
 
 def last_epoch_note(label: str, history: list[dict], select: str, run_path, data: str) -> str | None:
     """A warning when a run that keeps its last epoch (the report's recipe) ended far worse than its best.
 
-    ``data`` is the DATA argument as the user would type it. The report's recipe scores the weights after the last epoch, whatever that epoch was; on small
-    data one unlucky epoch can halve the test accuracy. The numbers are not hidden or replaced:
+    ``data`` is the DATA argument as the user would type it. The report's recipe scores the
+    weights after the last epoch, whatever that epoch was; on small data one unlucky epoch can
+    halve the test accuracy. The numbers are not hidden or replaced:
     the class is told, and shown the command that scores the best epoch instead.
     """
     finite = [(h["val_loss"], h["epoch"]) for h in history if math.isfinite(h["val_loss"])]
@@ -26,37 +30,54 @@ def last_epoch_note(label: str, history: list[dict], select: str, run_path, data
     last = history[-1]["val_loss"]
     if math.isfinite(last) and last <= 1.5 * best_loss:
         return None
-    return (f"{label} keeps its last epoch (the report's recipe), whose validation loss ({last:.2f}) is far above "
-            f"its best ({best_loss:.2f}, epoch {best_epoch}): its test numbers are that last epoch's. "
-            f"`xraykit evaluate {shlex.quote(str(run_path))} {data} --which best --out {shlex.quote(f'{run_path}/best')}` "
-            f"scores the best epoch, beside these numbers; `--recipe strong` keeps it.")
+    return (
+        f"{label} keeps its last epoch (the report's recipe), whose validation loss ({last:.2f}) is far above "
+        f"its best ({best_loss:.2f}, epoch {best_epoch}): its test numbers are that last epoch's. "
+        f"`xraykit evaluate {shlex.quote(str(run_path))} {data} --which best --out {shlex.quote(f'{run_path}/best')}` "
+        f"scores the best epoch, beside these numbers; `--recipe strong` keeps it."
+    )
 
 
-def _pct(x) -> str:
+def percent(x: float | None) -> str:
+    """``0.625`` as ``62.5%``; a value that could not be computed as ``n/a``."""
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def write_report(path: Path, title: str, runs: dict, results: dict, notes: list[str], figures: list[tuple[str, str]]) -> None:
+def _class_accuracy(m: dict[str, Any], c: str) -> str:
+    return percent(m["per_class_accuracy"][c])
+
+
+def write_report(
+    path: Path, title: str, runs: dict, results: dict, notes: list[str], figures: list[tuple[str, str]]
+) -> None:
     first = next(iter(results.values()))
     classes = first["classes"]
     lines = [f"# {title}", ""]
     if notes:
         lines += [f"> **Note.** {n}" for n in notes] + [""]
-    lines += [f"Data: `{first['data']}`. {next(iter(runs.values())).config.extra['validation']}.", ""]
-    lines += ["## Test results", "",
-              "| | " + " | ".join(results) + " |",
-              "|---|" + "---|" * len(results)]
-    rows = [("accuracy", lambda m: _pct(m["accuracy"])),
-            ("balanced accuracy", lambda m: _pct(m["balanced_accuracy"]))]
-    rows += [(f"accuracy on {c}", lambda m, c=c: _pct(m["per_class_accuracy"][c])) for c in classes]
+    lines += [f"Data: `{first['data']}`. {next(iter(runs.values())).record.validation}.", ""]
+    lines += ["## Test results", "", "| | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("accuracy", lambda m: percent(m["accuracy"])),
+        ("balanced accuracy", lambda m: percent(m["balanced_accuracy"])),
+    ]
+    rows += [(f"accuracy on {c}", partial(_class_accuracy, c=c)) for c in classes]
     if "sensitivity" in first:
-        rows += [("sensitivity", lambda m: _pct(m["sensitivity"])), ("specificity", lambda m: _pct(m["specificity"])),
-                 ("F1", lambda m: _pct(m["f1"]))]
-    rows += [("ROC AUC", lambda m: "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"),
-             ("majority baseline", lambda m: f"{_pct(m['majority_baseline']['accuracy'])} (always {m['majority_baseline']['class']})"),
-             ("trainable / total parameters", lambda m: f"{m['trainable_parameters']:,} / {m['total_parameters']:,}"),
-             ("seconds per epoch", lambda m: f"{m['seconds_per_epoch']:.1f}"),
-             ("starting weights", lambda m: m["weights"])]
+        rows += [
+            ("sensitivity", lambda m: percent(m["sensitivity"])),
+            ("specificity", lambda m: percent(m["specificity"])),
+            ("F1", lambda m: percent(m["f1"])),
+        ]
+    rows += [
+        ("ROC AUC", lambda m: "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"),
+        (
+            "majority baseline",
+            lambda m: f"{percent(m['majority_baseline']['accuracy'])} (always {m['majority_baseline']['class']})",
+        ),
+        ("trainable / total parameters", lambda m: f"{m['trainable_parameters']:,} / {m['total_parameters']:,}"),
+        ("seconds per epoch", lambda m: f"{m['seconds_per_epoch']:.1f}"),
+        ("starting weights", lambda m: m["weights"]),
+    ]
     for name, fmt in rows:
         lines.append(f"| {name} | " + " | ".join(fmt(m) for m in results.values()) + " |")
     lines += ["", "Confusion matrices (rows: true class, columns: predicted; order " + ", ".join(classes) + "):", ""]
@@ -65,8 +86,10 @@ def write_report(path: Path, title: str, runs: dict, results: dict, notes: list[
     lines += ["", "## Runs", ""]
     for label, run in runs.items():
         c = run.config
-        lines.append(f"- {label}: `{run.path}` ({c.backbone}, {c.task}, lr {c.lr:g}, batch {c.batch_size}, "
-                     f"{c.epochs} epochs, {c.image_size} px, recipe {c.recipe}, seed {c.seed})")
+        lines.append(
+            f"- {label}: `{run.path}` ({c.backbone}, {c.task}, lr {c.lr:g}, batch {c.batch_size}, "
+            f"{c.epochs} epochs, {c.image_size} px, recipe {c.recipe}, seed {c.seed})"
+        )
     lines.append("")
     for caption, file in figures:
         lines += [f"## {caption}", "", f"![{caption}]({file})", ""]

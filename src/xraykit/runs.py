@@ -1,7 +1,7 @@
 """A run folder: what one training run leaves behind, and how to open it again.
 
 ```
-RUN/config.json          every choice of the run (enough to rerun it), versions, seed
+RUN/config.json          every choice of the run (enough to rerun it); under "record", what it began with
 RUN/history.json         per epoch: train loss, val loss, val accuracy, seconds
 RUN/log.txt              what the run said while setting up (validation split, skipped files, weights)
 RUN/loss_curves.png
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Union
 
 from torch import nn
 
 from . import plugins
+from .config import RunRecord, TrainConfig
 from .errors import XrayError
-from .interfaces import Backbone
+from .interfaces import Backbone, XrayData
 from .io import read_json
-from .training import TrainConfig
 from .weights import fit_state_dict, safe_load
 
 
@@ -36,11 +37,23 @@ class Run:
             raise XrayError(f"{self.path}: not a run folder (no config.json); train one with `xraykit train`")
         try:
             self.config = TrainConfig.from_dict(read_json(config_file))
+        except XrayError as exc:  # a value of the wrong kind: the check names the key
+            raise XrayError(f"{config_file}: {exc}") from None
         except (ValueError, TypeError) as exc:
             raise XrayError(f"{config_file}: unreadable run configuration ({exc})") from None
 
+    @classmethod
+    def open(cls, run: RunLike) -> Run:
+        """``run`` itself if it is a :class:`Run`, else the run folder at that path."""
+        return run if isinstance(run, Run) else cls(run)
+
     def __repr__(self) -> str:
         return f"Run('{self.path}')"
+
+    @property
+    def record(self) -> RunRecord:
+        """What the run began with: its validation split, counts, parameters, weights, versions."""
+        return self.config.record
 
     @property
     def history(self) -> list[dict]:
@@ -59,7 +72,14 @@ class Run:
 
     @property
     def backbone(self) -> Backbone:
-        return plugins.get("backbone", self.config.backbone)
+        return plugins.backbone(self.config.backbone)
+
+    def check_classes(self, data: XrayData, where: str) -> None:
+        """Refuse data whose classes differ from those the run was trained on."""
+        if tuple(data.classes) != self.classes:
+            raise XrayError(
+                f"{where}: classes {', '.join(data.classes)} differ from the run's {', '.join(self.classes)}"
+            )
 
     def checkpoint_path(self, which: str | None = None) -> Path:
         """``best`` or ``last``; by default the one the run's recipe selects."""
@@ -87,3 +107,6 @@ class Run:
         model = backbone.build(self.config.num_classes)
         fit_state_dict(model, state["model"], backbone, str(self.checkpoint_path(which)), load_head=True)
         return model.eval()
+
+
+RunLike = Union[str, Path, Run]

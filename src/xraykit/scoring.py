@@ -27,12 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attribution import upsample_to
+from .errors import XrayError
 from .interfaces import Backbone
 
 
 def _check(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if maps.shape != masks.shape or maps.dim() != 3:
-        raise ValueError(f"maps and masks must both be (B, H, W); got shape {tuple(maps.shape)} and {tuple(masks.shape)}")
+        raise ValueError(
+            f"maps and masks must both be (B, H, W); got shape {tuple(maps.shape)} and {tuple(masks.shape)}"
+        )
     return maps.detach().float().flatten(1), masks.bool().flatten(1)
 
 
@@ -41,17 +45,17 @@ def area_fraction(masks: torch.Tensor) -> torch.Tensor:
     return masks.bool().flatten(1).float().mean(1)
 
 
-def ideal_map(masks: torch.Tensor, grid: tuple[int, int], align: str = "tiles", upsample: str = "bilinear") -> torch.Tensor:
+def ideal_map(
+    masks: torch.Tensor, grid: tuple[int, int], align: str = "tiles", upsample: str = "bilinear"
+) -> torch.Tensor:
     """The map a perfect explainer would draw on a ``grid`` of cells, brought back to the masks' size: ``(B, H, W)``.
 
     Each cell holds the share of its part of the image that is lesion, then the cells are
     upsampled as the explainer upsamples its own (``align`` and ``upsample`` as in
-    ``xraykit.builtin.explainers.upsample_to``). With ``align="tiles"`` a cell stands for its
+    ``xraykit.attribution.upsample_to``). With ``align="tiles"`` a cell stands for its
     own tile; with ``"receptive-field"`` for the stride-sized square centred where
     torchvision's ResNets centre it (pixel ``stride * j``).
     """
-    from .builtin.explainers import upsample_to
-
     x = masks.float()[:, None]
     (height, width), (h, w) = masks.shape[-2:], grid
     if align == "tiles":
@@ -127,8 +131,6 @@ def _ideal_scores(explain, model, backbone, images, masks, targets, method: str,
     A method has a grid when it can return its map before upsampling (``upsample="none"``,
     as ``cam`` can) and that map is smaller than the image.
     """
-    from .errors import XrayError
-
     try:  # an explainer without an upsample option is refused by name: it has no grid either
         raw = explain(model, backbone, images[:1], targets[:1], method, **{**options, "upsample": "none"})
     except XrayError:  # e.g. guided-gradcam: it multiplies by a pixel-level map, so it has no grid of its own
@@ -137,5 +139,8 @@ def _ideal_scores(explain, model, backbone, images, masks, targets, method: str,
     if grid == tuple(masks.shape[-2:]):
         return None
     ideal = ideal_map(masks, grid, align=options.get("align", "tiles"), upsample=options.get("upsample", "bilinear"))
-    return {"grid": list(grid), "pointing_game": float(pointing_game(ideal, masks).mean()),
-            "inside_share": float(inside_share(ideal, masks).mean())}
+    return {
+        "grid": list(grid),
+        "pointing_game": float(pointing_game(ideal, masks).mean()),
+        "inside_share": float(inside_share(ideal, masks).mean()),
+    }

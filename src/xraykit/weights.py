@@ -49,7 +49,9 @@ def safe_load(path: str | Path) -> Any:
                 f"{path}: refused to load: a Python pickle that torch's safe loader (weights_only=True) cannot read, "
                 "and unpickling it any other way could run code; save weights with torch.save(model.state_dict(), PATH)"
             ) from None
-        raise CheckpointError(f"{path}: not a readable PyTorch weights file (neither a torch.save zip nor a pickle)") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch weights file (neither a torch.save zip nor a pickle)"
+        ) from None
     except Exception as exc:  # zip errors, truncated files, text files
         raise CheckpointError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
 
@@ -85,15 +87,24 @@ def fit_state_dict(
         if key.startswith(head) and not load_head:
             continue
         if key not in state:
-            raise CheckpointError(f"{source}: no tensor '{key}' (expected shape {tuple(want.shape)}); is it a {backbone.name} checkpoint?")
+            raise CheckpointError(
+                f"{source}: no tensor '{key}' (expected shape {tuple(want.shape)}); is it a {backbone.name} checkpoint?"
+            )
         got = state[key]
         if got.shape == want.shape:
             new[key] = got
-        elif key == stem and got.dim() == 4 and got.shape[1] == 3 and want.shape[1] == 1 and got.shape[0] == want.shape[0]:
+        elif (
+            key == stem
+            and got.dim() == 4
+            and got.shape[1] == 3
+            and want.shape[1] == 1
+            and got.shape[0] == want.shape[0]
+        ):
             new[key] = got.sum(dim=1, keepdim=True)
         else:
             raise CheckpointError(
-                f"{source}: tensor '{key}' has shape {tuple(got.shape)}, the {backbone.name} model needs {tuple(want.shape)}"
+                f"{source}: tensor '{key}' has shape {tuple(got.shape)}, "
+                f"the {backbone.name} model needs {tuple(want.shape)}"
             )
     # A deeper network of the same family (ResNet-34 for ResNet-18) holds every tensor the
     # model needs, with the right shapes, plus more: refuse it rather than load part of it.
@@ -138,7 +149,9 @@ def torchvision_weights(weights_enum: Any, backbone_name: str) -> dict[str, torc
     return state_dict_from(safe_load(cached), cached)
 
 
-def load_weights(model: nn.Module, backbone: Backbone, weights: Optional[str], load_head: bool = False) -> Optional[str]:
+def load_weights(
+    model: nn.Module, backbone: Backbone, weights: Optional[str], load_head: bool = False
+) -> Optional[str]:
     """Load starting ``weights`` (a name such as ``imagenet``, or a file path) into ``model``.
 
     The head stays new (``load_head=False``): both tasks replace ``fc`` by a fresh layer.

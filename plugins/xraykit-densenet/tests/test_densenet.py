@@ -85,7 +85,7 @@ def test_offline_without_the_file_the_error_names_it_and_the_weights_option():
 def test_finetune_trains_only_the_classifier_and_keeps_batchnorm_frozen(imagenet_file_in_cache, tiny_splits, tmp_path):
     run = xraykit.train(tiny_splits, "finetune", backbone="densenet121", epochs=1, batch_size=16, image_size=32,
                         out=tmp_path / "run", quiet=True)
-    assert run.config.extra["trainable_parameters"] == 1024 * 2 + 2
+    assert run.record.trainable_parameters == 1024 * 2 + 2
     before = xraykit.create_backbone("densenet121", weights="imagenet").state_dict()
     after = run.load_model().state_dict()
     assert torch.equal(after["features.norm5.running_mean"], before["features.norm5.running_mean"])

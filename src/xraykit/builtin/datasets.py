@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 from ..data.folders import load_folder
 from ..data.medmnist import load_npz
 from ..data.synthetic import synthetic_splits
 from ..errors import XrayError
 from ..hookspecs import hookimpl
-from ..interfaces import DatasetSource
+from ..interfaces import DatasetSource, XrayData
 
 
-def _synthetic_options(location: str) -> dict:
+def _synthetic_options(location: str) -> dict[str, Any]:
     """``synthetic`` or ``synthetic:n=800,seed=1,contrast=0.3``."""
-    options: dict = {}
+    options: dict[str, Any] = {}
     _, _, rest = location.partition(":")
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
@@ -28,28 +29,54 @@ def _synthetic_options(location: str) -> dict:
     return options
 
 
-def _load_synthetic(location: str, image_size: int = 64, **_) -> dict:
+def _load_synthetic(
+    location: str, *, image_size: int, skip_bad: bool, on_skip: Optional[Callable[[str], None]]
+) -> dict[str, XrayData]:
     return synthetic_splits(size=image_size, **_synthetic_options(location))
+
+
+def _load_folder(
+    location: str, *, image_size: int, skip_bad: bool, on_skip: Optional[Callable[[str], None]]
+) -> dict[str, XrayData]:
+    return load_folder(location, image_size, skip_bad, on_skip)
+
+
+def _load_npz(
+    location: str, *, image_size: int, skip_bad: bool, on_skip: Optional[Callable[[str], None]]
+) -> dict[str, XrayData]:
+    return load_npz(location, image_size)
+
+
+def _is_synthetic(location: str) -> bool:
+    return location == "synthetic" or location.startswith("synthetic:")
+
+
+def _is_folder(location: str) -> bool:
+    return Path(location).is_dir()
+
+
+def _is_npz(location: str) -> bool:
+    return location.endswith(".npz")
 
 
 SYNTHETIC = DatasetSource(
     name="synthetic",
-    can_load=lambda loc: loc == "synthetic" or loc.startswith("synthetic:"),
+    can_load=_is_synthetic,
     load=_load_synthetic,
     description="built-in synthetic chest X-rays with lesion masks: synthetic or synthetic:n=640,seed=0,contrast=0.35",
 )
 
 FOLDER = DatasetSource(
     name="folder",
-    can_load=lambda loc: Path(loc).is_dir(),
-    load=lambda loc, image_size=224, skip_bad=False, on_skip=None, **_: load_folder(loc, image_size, skip_bad, on_skip),
+    can_load=_is_folder,
+    load=_load_folder,
     description="image folders in the Kaggle layout: DATA/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg",
 )
 
 MEDMNIST = DatasetSource(
     name="medmnist",
-    can_load=lambda loc: loc.endswith(".npz"),
-    load=lambda loc, image_size=224, **_: load_npz(loc, image_size),
+    can_load=_is_npz,
+    load=_load_npz,
     description="MedMNIST .npz files such as pneumoniamnist_224.npz",
 )
 

@@ -18,14 +18,13 @@ model must not change it.
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
-import torch.nn.functional as F
-from captum.attr import GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion
+from captum.attr import GuidedGradCam, IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion
 from torch import nn
 
+from ..attribution import evaluating, upsample_to
 from ..errors import XrayError
 from ..hookspecs import hookimpl
 from ..interfaces import Backbone, Explainer
@@ -36,24 +35,6 @@ ALIGNMENTS = ("tiles", "receptive-field")
 # 16 images at 224 px, about 200 at 64 px; enough to keep a CPU busy, small enough for
 # the backward pass of integrated gradients to fit in a laptop's memory.
 PIXELS_PER_PASS = 16 * 224 * 224
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """The model in eval mode for the duration, then every module's own ``training`` flag back.
-
-    In train mode each forward pass would update BatchNorm's running statistics, and
-    occlusion and integrated gradients make hundreds of them: the model would change by
-    being explained. Flags are restored module by module, not with ``model.train(flag)``,
-    because a frozen backbone keeps its BatchNorm layers in eval while its head trains.
-    """
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 def black_level(backbone: Backbone) -> float:
@@ -68,8 +49,10 @@ def _cam_layer(model: nn.Module, backbone: Backbone, method: str, layer: Optiona
     try:
         return model.get_submodule(name)
     except AttributeError:
-        raise XrayError(f"backbone '{backbone.name}' has no layer '{name}' (its CAM layer is '{backbone.cam_layer}'; "
-                        "any submodule name works, e.g. from print(model))") from None
+        raise XrayError(
+            f"backbone '{backbone.name}' has no layer '{name}' (its CAM layer is '{backbone.cam_layer}'; "
+            "any submodule name works, e.g. from print(model))"
+        ) from None
 
 
 def _check_upsample(upsample: str, align: str = "tiles") -> None:
@@ -77,30 +60,6 @@ def _check_upsample(upsample: str, align: str = "tiles") -> None:
         raise XrayError(f"upsample must be one of {', '.join(UPSAMPLING)}; got '{upsample}'")
     if align not in ALIGNMENTS:
         raise XrayError(f"align must be one of {', '.join(ALIGNMENTS)}; got '{align}'")
-
-
-def upsample_to(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear", align: str = "tiles") -> torch.Tensor:
-    """Layer maps ``(B, C, h, w)`` resized to ``size`` pixels.
-
-    ``align="tiles"`` is the CAM paper's resize (and Captum's ``LayerAttribution.interpolate``):
-    cell ``j`` fills its own ``stride x stride`` tile and its value sits at the tile's
-    centre, pixel ``stride * j + stride / 2``. But a stride-2 convolution with kernel 3 and
-    padding 1 centres output ``j`` on input ``2 j``, so in torchvision's ResNets cell ``j``
-    of ``layer4`` sees a receptive field centred on pixel ``32 j``: the tiled map sits half
-    a cell (16 pixels) too far right and down. ``align="receptive-field"`` puts cell ``j``'s
-    value at pixel ``j * H / h`` (exact when the image size is a multiple of the stride)
-    and repeats the last cell beyond it. Which one fits depends on the network's padding:
-    DenseNet's average-pooling transitions, for one, centre their cells near the tiles.
-    """
-    if align == "tiles":
-        return LayerAttribution.interpolate(maps, tuple(size), interpolate_mode=mode)
-    (h, w), (height, width) = maps.shape[-2:], size
-    # Pixel y lies at y * h / height in cell units; grid_sample wants it scaled to [-1, 1].
-    gy = torch.arange(height, dtype=maps.dtype) * (h / height) / max(h - 1, 1) * 2 - 1
-    gx = torch.arange(width, dtype=maps.dtype) * (w / width) / max(w - 1, 1) * 2 - 1
-    yy, xx = torch.meshgrid(gy, gx, indexing="ij")
-    grid = torch.stack([xx, yy], dim=-1).expand(len(maps), height, width, 2)
-    return F.grid_sample(maps, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
 def _images_per_pass(inputs: torch.Tensor) -> int:
@@ -122,7 +81,7 @@ def grad_cam(
     ``relu=False`` keeps the negative evidence; ``upsample="none"`` returns the map at the
     layer's own resolution (``(B, h, w)``, 2 x 2 for ResNet-18 at 64 px), which is the one
     that equals the classic CAM divided by ``h * w``. ``align`` says where each cell's
-    value goes in the image (see :func:`upsample_to`); the default is the paper's.
+    value goes in the image (see :func:`xraykit.attribution.upsample_to`); the default is the paper's.
 
     ``layer`` names another module to take the gradient-weighted activations from. The
     declared CAM layer (ResNet's ``layer4``) is the one with the classic CAM meaning, but
@@ -134,7 +93,7 @@ def grad_cam(
         chosen = _cam_layer(model, backbone, "cam", layer)
         maps = LayerGradCam(model, chosen).attribute(inputs, target=targets, relu_attributions=relu)
         if upsample != "none":
-            maps = upsample_to(maps, tuple(inputs.shape[-2:]), upsample, align)
+            maps = upsample_to(maps, (inputs.shape[-2], inputs.shape[-1]), upsample, align)
     return maps.sum(1).detach()
 
 
@@ -146,7 +105,10 @@ def guided_grad_cam(
     upsample: str = "bilinear",
     layer: Optional[str] = None,
 ) -> torch.Tensor:
-    """GuidedGradCam: guided backpropagation times the (ReLU'd, upsampled) Grad-CAM map at ``layer`` (see :func:`grad_cam`)."""
+    """GuidedGradCam: guided backpropagation times the (ReLU'd, upsampled) Grad-CAM map at ``layer``.
+
+    ``upsample`` and ``layer`` as in :func:`grad_cam`.
+    """
     _check_upsample(upsample)
     if upsample == "none":
         raise XrayError("guided-gradcam multiplies by a pixel-level map, so it needs an upsampling mode, not 'none'")
@@ -177,12 +139,18 @@ def occlusion(
     patch = patch if patch is not None else max(2, round(size / 8))
     stride = stride if stride is not None else max(1, patch // 2)
     if not 1 <= patch <= size or stride < 1:
-        raise XrayError(f"occlusion needs 1 <= patch <= {size} pixels and stride >= 1; got patch {patch}, stride {stride}")
+        raise XrayError(
+            f"occlusion needs 1 <= patch <= {size} pixels and stride >= 1; got patch {patch}, stride {stride}"
+        )
     per_pass = max(1, _images_per_pass(inputs) // len(inputs))  # Captum sends len(inputs) images per perturbation
     with evaluating(model), torch.no_grad():
         maps = Occlusion(model).attribute(
-            inputs, sliding_window_shapes=(inputs.shape[1], patch, patch), strides=(inputs.shape[1], stride, stride),
-            baselines=black_level(backbone), target=targets, perturbations_per_eval=per_pass,
+            inputs,
+            sliding_window_shapes=(inputs.shape[1], patch, patch),
+            strides=(inputs.shape[1], stride, stride),
+            baselines=black_level(backbone),
+            target=targets,
+            perturbations_per_eval=per_pass,
         )
     return maps.sum(1).detach()
 
@@ -206,12 +174,17 @@ def integrated_gradients(
     if steps < 1 or noise_samples < 0 or noise_level < 0:
         raise XrayError("integrated-gradients needs steps >= 1, noise_samples >= 0 and noise_level >= 0")
     ig = IntegratedGradients(model)
-    kwargs = dict(baselines=black_level(backbone), target=targets, n_steps=steps,
-                  internal_batch_size=max(_images_per_pass(inputs), len(inputs) * max(1, noise_samples)))
+    kwargs = dict(
+        baselines=black_level(backbone),
+        target=targets,
+        n_steps=steps,
+        internal_batch_size=max(_images_per_pass(inputs), len(inputs) * max(1, noise_samples)),
+    )
     with evaluating(model):
         if noise_samples:
-            maps = NoiseTunnel(ig).attribute(inputs, nt_type="smoothgrad", nt_samples=noise_samples,
-                                             stdevs=noise_level / backbone.std, **kwargs)
+            maps = NoiseTunnel(ig).attribute(
+                inputs, nt_type="smoothgrad", nt_samples=noise_samples, stdevs=noise_level / backbone.std, **kwargs
+            )
         else:
             maps = ig.attribute(inputs, **kwargs)
     return maps.sum(1).detach()

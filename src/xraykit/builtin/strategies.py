@@ -1,4 +1,4 @@
-"""The two teaching recipes: train everything from scratch, or fine-tune only the head."""
+"""The strategies of the two teaching tasks: ``scratch`` trains everything, ``finetune`` only the head."""
 
 from __future__ import annotations
 

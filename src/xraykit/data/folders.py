@@ -48,7 +48,9 @@ def _entries(folder: Path) -> list[Path]:
     try:
         return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError as exc:
-        raise XrayError(f"{display_path(folder)}: cannot list this folder ({exc.strerror or type(exc).__name__})") from None
+        raise XrayError(
+            f"{display_path(folder)}: cannot list this folder ({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -78,8 +80,10 @@ def class_folders(split_dir: Path) -> list[Path]:
         raise XrayError(f"{display_path(split_dir)}: no class folders (expected e.g. NORMAL/ and PNEUMONIA/)")
     for p in found:
         if display_path(p.name) != p.name:
-            raise XrayError(f"{display_path(p)}: class folder name is not valid UTF-8; rename it (class names "
-                            "appear in reports, figures and JSON files)")
+            raise XrayError(
+                f"{display_path(p)}: class folder name is not valid UTF-8; rename it (class names "
+                "appear in reports, figures and JSON files)"
+            )
     return found
 
 
@@ -104,7 +108,9 @@ def _no_images(class_dir: Path) -> str:
     return f"{display_path(class_dir)}: no images (.jpeg, .jpg or .png) in this class folder{found}"
 
 
-def list_images(split_dir: Path, classes: Optional[tuple[str, ...]] = None) -> tuple[list[Path], list[int], tuple[str, ...]]:
+def list_images(
+    split_dir: Path, classes: Optional[tuple[str, ...]] = None
+) -> tuple[list[Path], list[int], tuple[str, ...]]:
     """Image paths and labels of one split; ``classes`` fixes the label order (train's)."""
     folders = class_folders(split_dir)
     names = tuple(f.name for f in folders)
@@ -112,7 +118,8 @@ def list_images(split_dir: Path, classes: Optional[tuple[str, ...]] = None) -> t
         classes = names
     elif set(names) != set(classes):
         raise XrayError(
-            f"{display_path(split_dir)}: class folders {', '.join(names)} differ from the training split's {', '.join(classes)}"
+            f"{display_path(split_dir)}: class folders {', '.join(names)} "
+            f"differ from the training split's {', '.join(classes)}"
         )
     paths: list[Path] = []
     labels: list[int] = []
@@ -161,8 +168,10 @@ def load_paths(
     for label in sorted(set(labels)):
         if not any(labels[i] == label for i in keep):
             members = [p for p, lab in zip(paths, labels) if lab == label]
-            raise XrayError(f"{display_path(members[0].parent)}: none of its {len(members)} image files could be read "
-                            f"(class {classes[label]} would be left with no images)")
+            raise XrayError(
+                f"{display_path(members[0].parent)}: none of its {len(members)} image files could be read "
+                f"(class {classes[label]} would be left with no images)"
+            )
     return XrayData(
         images=torch.stack([decoded[i] for i in keep]),
         labels=torch.tensor([labels[i] for i in keep], dtype=torch.long),
@@ -188,7 +197,10 @@ def attach_masks(data: XrayData, mask_dir: Path) -> XrayData:
 
 
 def is_split_dir(folder: Path) -> bool:
-    """A folder whose subfolders are classes (``DATA/test``), not splits (``DATA``, or a ``DATA`` with only ``test/``)."""
+    """A folder whose subfolders are classes (``DATA/test``).
+
+    Not one whose subfolders are splits (``DATA``, or a ``DATA`` with only ``test/``).
+    """
     if not folder.is_dir():
         return False
     subdirs = _subdirs(folder)
@@ -208,7 +220,9 @@ def load_folder(root: str | Path, image_size: int = 224, skip_bad: bool = False,
         return {"test": attach_masks(data, root.parent / "masks" / root.name)}
     present = [split for split in SPLITS if (root / split).is_dir()]
     if not present:
-        raise XrayError(f"{root}: no train/, val/ or test/ folder (expected {root}/train/NORMAL, {root}/train/PNEUMONIA, ...)")
+        raise XrayError(
+            f"{root}: no train/, val/ or test/ folder (expected {root}/train/NORMAL, {root}/train/PNEUMONIA, ...)"
+        )
     # Train fixes the class order; without train/ (a folder holding only test/), the first split present does.
     paths, labels, classes = list_images(root / present[0])
     splits = {present[0]: load_paths(paths, labels, classes, image_size, skip_bad, on_skip)}

@@ -102,7 +102,11 @@ def _describe(path: Path, exc: BaseException) -> str:
     message = str(exc).replace(str(path), "").replace("''", "").strip(" '")
     if "truncated" in message.lower():
         return "truncated image: the file ends early (copy or download it again)"
-    return f"not a readable image ({type(exc).__name__}: {message})" if message else f"not a readable image ({type(exc).__name__})"
+    return (
+        f"not a readable image ({type(exc).__name__}: {message})"
+        if message
+        else f"not a readable image ({type(exc).__name__})"
+    )
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -123,10 +127,12 @@ def _to_gray8(img: Image.Image, size: int) -> Image.Image:
     Transparent pixels show as black, as a viewer over a dark background would.
     """
     if img.mode.startswith(("I", "F")):
-        arr = np.asarray(img.convert("F") if img.mode not in ("I", "F", "I;16", "I;16L", "I;16B") else img, dtype=np.float32)
+        arr = np.asarray(
+            img.convert("F") if img.mode not in ("I", "F", "I;16", "I;16L", "I;16B") else img, dtype=np.float32
+        )
         finite = np.isfinite(arr)
         arr = np.where(finite, arr, np.float32(arr[finite].min()) if finite.any() else np.float32(0))
-        small = np.asarray(Image.fromarray(arr, mode="F").resize((size, size), Image.BILINEAR))
+        small = np.asarray(Image.fromarray(arr, mode="F").resize((size, size), Image.Resampling.BILINEAR))
         lo, hi = float(small.min()), float(small.max())
         scaled = np.zeros_like(small) if hi <= lo else (small - lo) / (hi - lo) * 255.0
         return Image.fromarray(scaled.round().clip(0, 255).astype(np.uint8), mode="L")
@@ -137,7 +143,7 @@ def _to_gray8(img: Image.Image, size: int) -> Image.Image:
         gray = img.convert("L")
     except ValueError:  # a mode with no direct conversion (LAB, HSV): go through RGB
         gray = img.convert("RGB").convert("L")
-    return gray.resize((size, size), Image.BILINEAR)
+    return gray.resize((size, size), Image.Resampling.BILINEAR)
 
 
 def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:

@@ -23,14 +23,18 @@ def _labels(path: Path, split: str, raw: np.ndarray, n: int) -> torch.Tensor:
     """``{split}_labels`` as a 1-D tensor of 0 and 1, or an error saying what is wrong with it."""
     name = f"{split}_labels"
     if raw.dtype.kind not in "iub" or raw.ndim not in (1, 2) or (raw.ndim == 2 and raw.shape[1] != 1):
-        raise XrayError(f"{path}: {name} must be integers of shape N or N x 1 (one label per image), "
-                        f"got {raw.dtype} {tuple(raw.shape)}")
+        raise XrayError(
+            f"{path}: {name} must be integers of shape N or N x 1 (one label per image), "
+            f"got {raw.dtype} {tuple(raw.shape)}"
+        )
     labels = torch.from_numpy(raw.reshape(-1).astype(np.int64))
     if len(labels) != n:
         raise XrayError(f"{path}: {name} has {len(labels)} labels for {n} images")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise XrayError(f"{path}: {name} holds {sorted(set(labels.tolist()) - {0, 1})[:3]}; "
-                        "PneumoniaMNIST labels are 0 (normal) and 1 (pneumonia)")
+        raise XrayError(
+            f"{path}: {name} holds {sorted(set(labels.tolist()) - {0, 1})[:3]}; "
+            "PneumoniaMNIST labels are 0 (normal) and 1 (pneumonia)"
+        )
     return labels
 
 
@@ -65,10 +69,17 @@ def load_npz(path: str | Path, image_size: int) -> dict[str, XrayData]:
             images = images.float().mean(-1).round().to(torch.uint8)
         images = images[:, None]
         if images.shape[-1] != image_size or images.shape[-2] != image_size:
-            images = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
-                                   antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
-        splits[split] = XrayData(images=images, labels=labels, classes=CLASSES,
-                                 patients=[f"{split}-{i}" for i in range(len(labels))])
+            images = (
+                F.interpolate(
+                    images.float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+                )
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
+        splits[split] = XrayData(
+            images=images, labels=labels, classes=CLASSES, patients=[f"{split}-{i}" for i in range(len(labels))]
+        )
     if not splits:
         raise XrayError(f"{path}: no train_images, val_images or test_images arrays (is this a MedMNIST file?)")
     return splits

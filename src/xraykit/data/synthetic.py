@@ -11,6 +11,9 @@ is than the lung, so the task can be made as hard as a lesson needs.
 from __future__ import annotations
 
 import math
+from functools import partial
+from pathlib import Path
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +39,15 @@ def _ellipse(xx, yy, cx, cy, rx, ry):
     return ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
 
 
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    """One draw from ``g``, uniform between ``lo`` and ``hi``."""
+    return lo + (hi - lo) * torch.rand((), generator=g).item()
+
+
 def _start(index: int, seed: int, pneumonia_fraction: float):
     """Image ``index``'s own generator, a uniform draw on it, and its label (the first draw)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + index)
-    u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()  # noqa: E731
+    u = partial(_uniform, g)
     label = int(torch.rand((), generator=g).item() < pneumonia_fraction)
     return g, u, label
 
@@ -111,7 +119,9 @@ def synthesize(
     lesion_contrast: float = 0.35,
     pneumonia_fraction: float = 0.5,
 ) -> XrayData:
-    """``n`` synthetic chest X-rays of ``size`` x ``size`` pixels, with lesion masks.
+    """``n`` synthetic chest X-rays of ``size`` x ``size`` pixels, with lesion masks, in memory.
+
+    :func:`synth` writes such images to a folder instead (the ``xraykit synth`` command).
 
     >>> data = synthesize(4, size=32, seed=1)
     >>> data.images.shape, data.classes
@@ -142,3 +152,31 @@ def synthetic_splits(n: int = 640, size: int = 64, seed: int = 0, lesion_contras
         "val": synthesize(small, size, seed * 3 + 1, lesion_contrast),
         "test": synthesize(small, size, seed * 3 + 2, lesion_contrast),
     }
+
+
+def synth(out: Union[str, Path], n: int = 200, size: int = 224, seed: int = 0, lesion_contrast: float = 0.35) -> Path:
+    """Write synthetic X-rays to the folder ``out`` in the Kaggle layout, lesion masks beside them in ``OUT/masks/``.
+
+    The command line's ``xraykit synth``: ``n`` training images and ``n // 4`` each for
+    ``val`` and ``test``, as PNG files any image viewer opens. :func:`synthesize` returns the
+    images in memory instead and writes nothing.
+    """
+    from PIL import Image
+
+    from ..errors import XrayError
+    from ..io import atomic_path
+
+    if n < 4 or size < 16:
+        raise XrayError(f"synth needs n of at least 4 and size of at least 16, got n {n} and size {size}")
+    out = Path(out)
+    for split, data in synthetic_splits(n, size, seed, lesion_contrast).items():
+        assert data.masks is not None and data.patients is not None  # synthesize() always draws both
+        for i in range(len(data)):
+            cls = data.classes[data.labels[i]]
+            name = f"{data.patients[i]}.png"
+            image, mask = data.images[i, 0], data.masks[i].to(torch.uint8) * 255
+            for folder, pixels in ((out / split / cls, image), (out / "masks" / split / cls, mask)):
+                folder.mkdir(parents=True, exist_ok=True)
+                with atomic_path(folder / name) as tmp:
+                    Image.fromarray(pixels.numpy(), mode="L").save(tmp, format="PNG")
+    return out

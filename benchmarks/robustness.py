@@ -1,0 +1,152 @@
+"""Robustness of each recipe to acquisition shifts, on the patient-level carved test split.
+
+The official Kaggle test images were collected apart from the training ones; a split carved
+from ``train/`` cannot show what that costs. This benchmark makes the difference visible
+on data we have: it trains Task 1.1 with each recipe (and seed), then scores the carved
+test split as it is and under each shift of :data:`xraykit.data.shifts.FAMILY` (gamma,
+contrast, blur, noise, JPEG, resampling, zoom, borders, equalisation, combinations).
+
+    python benchmarks/robustness.py ../shared/data/chest_xray --image-size 64 \\
+        --recipes report,strong --seeds 0,1,2
+
+Each finished (recipe, seed) is written to ``benchmarks/results/robustness-<size>-<recipe>-seed<k>.json``
+and reused on the next call (``--retrain`` to train again), so a long benchmark can be
+built up over several sessions. The table: clean accuracy, balanced accuracy and AUC, the
+worst shift and the accuracy lost to it, the mean accuracy over the family; then per
+recipe the mean and the spread (min-max) over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import xraykit
+from xraykit.data import shifts
+from xraykit.data.splits import patient_split
+from xraykit.metrics import compute_metrics
+
+try:
+    from xraykit.inference import predict_proba
+except ImportError:  # xraykit before 0.2 (the "before" column: run with PYTHONPATH at an older checkout)
+    from xraykit.training import predict_proba  # type: ignore[no-redef]
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def carved_splits(data: str, image_size: int) -> dict:
+    """10% of patients for test, then 1/9 of the rest for validation: the split of real_data_tasks.py."""
+    full = xraykit.load_data(data, image_size)["train"]
+    rest_idx, test_idx = patient_split(full, 0.1, seed=0)
+    rest, test = full.subset(rest_idx), full.subset(test_idx)
+    train_idx, val_idx = patient_split(rest, 1 / 9, seed=1)
+    return {"train": rest.subset(train_idx), "val": rest.subset(val_idx), "test": test}
+
+
+def summary(metrics: dict) -> dict:
+    per_class = metrics["per_class_accuracy"]
+    return {
+        "accuracy": metrics["accuracy"],
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "roc_auc": metrics["roc_auc"],
+        "per_class": per_class,
+    }
+
+
+def score(run: xraykit.Run, test) -> dict:
+    model = run.load_model()
+    clean = summary(compute_metrics(predict_proba(model, test.images, run.backbone), test.labels, run.classes))
+    shifted = {
+        name: summary(compute_metrics(predict_proba(model, fn(test.images), run.backbone), test.labels, run.classes))
+        for name, fn in shifts.FAMILY.items()
+    }
+    worst = min(shifted, key=lambda k: shifted[k]["accuracy"])
+    return {
+        "clean": clean,
+        "shifted": shifted,
+        "worst_shift": worst,
+        "worst_drop": clean["accuracy"] - shifted[worst]["accuracy"],
+        "mean_shifted_accuracy": statistics.mean(s["accuracy"] for s in shifted.values()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data")
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--recipes", default="report,strong")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", default="runs/robustness")
+    ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--label", default="", help="a suffix for the result files, e.g. 'before' for an older checkout")
+    args = ap.parse_args()
+
+    splits = carved_splits(args.data, args.image_size)
+    RESULTS.mkdir(exist_ok=True)
+    rows: dict[str, list[dict]] = {}
+    for recipe in args.recipes.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            name = f"{recipe}-{args.label}" if args.label else recipe
+            result_file = RESULTS / f"robustness-{args.image_size}-{name}-seed{seed}.json"
+            if result_file.is_file() and not args.retrain:
+                result = json.loads(result_file.read_text())
+            else:
+                started = time.perf_counter()
+                out = Path(args.out) / f"{name}-{args.image_size}-seed{seed}"
+                run = xraykit.train(
+                    splits,
+                    "scratch",
+                    recipe=recipe,
+                    epochs=args.epochs,
+                    image_size=args.image_size,
+                    seed=seed,
+                    out=out,
+                    quiet=True,
+                    data_name=f"{args.data} (carved)",
+                )
+                result = {
+                    "recipe": name,
+                    "seed": seed,
+                    "xraykit": xraykit.__version__,
+                    "image_size": args.image_size,
+                    "epochs": args.epochs,
+                    "minutes": (time.perf_counter() - started) / 60,
+                    **score(run, splits["test"]),
+                }
+                result_file.write_text(json.dumps(result, indent=1))
+            rows.setdefault(name, []).append(result)
+            c = result["clean"]
+            print(
+                f"{name:8} seed {seed}: clean {c['accuracy']:.3f} (bal {c['balanced_accuracy']:.3f}, "
+                f"AUC {c['roc_auc']:.3f}); worst {result['worst_shift']!r} -{result['worst_drop']:.3f}; "
+                f"mean shifted {result['mean_shifted_accuracy']:.3f}; {result['minutes']:.1f} min",
+                flush=True,
+            )
+
+    print("\nrecipe    clean acc (spread)       worst drop (spread)      mean shifted acc")
+    for recipe, results in rows.items():
+
+        def mean_spread(key_fn):
+            values = [key_fn(r) for r in results]
+            return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+        print(
+            f"{recipe:9} {mean_spread(lambda r: r['clean']['accuracy']):24} "
+            f"{mean_spread(lambda r: r['worst_drop']):24} {mean_spread(lambda r: r['mean_shifted_accuracy'])}"
+        )
+    names = list(shifts.FAMILY)
+    print("\nper shift, accuracy (mean over seeds):")
+    for name in names:
+        cells = "  ".join(
+            f"{recipe} {statistics.mean(r['shifted'][name]['accuracy'] for r in results):.3f}"
+            for recipe, results in rows.items()
+        )
+        print(f"  {name:34} {cells}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The command line's helpers: one-line errors, its KEY=VALUE options, and what it prints (tables and
+summary lines built from what the Python API returns)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+from pathlib import Path
+from typing import Any, Callable, TypeVar, Union
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import plugins
+from .errors import XrayError
+from .report import percent
+from .runs import Run
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(fn: F) -> F:
+    """Turn xraykit's own errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except XrayError as exc:
+            err_console.print(f"Error: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("Interrupted.", markup=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature Typer reads
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as an int, a float, true/false, or else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise XrayError(f"--option '{text}': expected KEY=VALUE, e.g. patch=16")
+    value = value.strip()
+    if value.lower() in ("true", "false"):
+        return key.strip(), value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def method_options(texts: list[str]) -> dict[str, dict[str, Any]]:
+    """``METHOD.KEY=VALUE`` options, by method: ``{"occlusion": {"patch": 16}}``."""
+    options: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        method, dot, rest = text.partition(".")
+        if not dot or "=" in method:
+            raise XrayError(f"--option '{text}': expected METHOD.KEY=VALUE, e.g. occlusion.patch=16")
+        key, value = parse_option(rest)
+        options.setdefault(method, {})[key] = value
+    return options
+
+
+def train_summary(run: Run, resumed: bool) -> list[str]:
+    """What ``train`` says at the end: skipped files (a new run), the run folder, and the command to run next."""
+    lines = []
+    skipped = run.record.skipped_files
+    if skipped and not resumed:
+        count = f"{len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''}"
+        lines.append(escape(f"Skipped {count} (listed in {run.path / 'log.txt'})."))
+    last = run.history[-1] if run.history else {}
+    lines.append(
+        f"Run folder: [bold]{escape(str(run.path))}[/] (val loss {last.get('val_loss', float('nan')):.4f}, "
+        f"val accuracy {last.get('val_accuracy', float('nan')):.3f}). "
+        f"Next: xraykit evaluate {escape(shlex.quote(str(run.path)))} {escape(run.data_argument or 'DATA/test')}"
+    )
+    return lines
+
+
+def results_table(summary: dict[str, Any]) -> Table:
+    """``compare``'s and ``demo``'s test results, one column per task."""
+    table = Table(title="Test results")
+    tasks = summary["tasks"]
+    table.add_column("metric")
+    for label in tasks:
+        table.add_column(label, justify="right")
+    first = next(iter(tasks.values()))
+    rows = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy")]
+    rows += [("sensitivity", "sensitivity"), ("specificity", "specificity")] if "sensitivity" in first else []
+    for name, key in rows:
+        table.add_row(name, *(percent(m[key]) for m in tasks.values()))
+    for c in first["classes"]:
+        table.add_row(f"accuracy on {c}", *(percent(m["per_class_accuracy"][c]) for m in tasks.values()))
+    table.add_row("majority baseline", *(percent(m["majority_baseline"]["accuracy"]) for m in tasks.values()))
+    table.add_row("trainable params", *(f"{m['trainable_parameters']:,}" for m in tasks.values()))
+    table.add_row("s / epoch", *(f"{m['seconds_per_epoch']:.1f}" for m in tasks.values()))
+    return table
+
+
+def metrics_lines(m: dict[str, Any]) -> list[str]:
+    """``evaluate``'s numbers in a line or two: accuracy against the baseline, then, for two classes,
+    sensitivity, specificity and ROC AUC (``n/a`` when the test split lacks a class)."""
+    per_class = ", ".join(f"{c} {percent(a)}" for c, a in m["per_class_accuracy"].items())
+    lines = [
+        f"accuracy {percent(m['accuracy'])} (majority baseline {percent(m['majority_baseline']['accuracy'])}), "
+        f"balanced {percent(m['balanced_accuracy'])}; per class: {per_class}"
+    ]
+    if "sensitivity" in m:
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+        lines.append(f"sensitivity {percent(m['sensitivity'])}, specificity {percent(m['specificity'])}, ROC AUC {auc}")
+    return lines
+
+
+def print_predictions(results: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(results))
+        return
+    table = Table()
+    table.add_column("image")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for r in results:
+        table.add_row(r["path"], r["label"], f"{r['probability']:.3f}")
+    console.print(table)
+
+
+def print_explain_scores(s: dict[str, Any], where: Union[str, Path]) -> None:
+    table = Table(title=f"Where the explanations point: {s['images']} {s['target']} test images with known lesions")
+    for col in ("method", "pointing game", "inside share", "chance", "ideal on its grid", "s / image"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    chance = f"{s['chance']['mask_area_fraction']:.3f}"
+    for name, m in s["methods"].items():
+        ideal = m["ideal"]
+        ceiling = "-"
+        if ideal:
+            grid = f"{ideal['grid'][0]}x{ideal['grid'][1]}"
+            ceiling = f"{ideal['pointing_game']:.3f} / {ideal['inside_share']:.3f} on {grid}"
+        seconds = f"{m['seconds_per_image']:.3f}"
+        table.add_row(name, f"{m['pointing_game']:.3f}", f"{m['inside_share']:.3f}", chance, ceiling, seconds)
+    console.print(table)
+    console.print(
+        "Chance: the lesions' share of the image, what a map drawn at random scores. Ideal: the pointing game "
+        "and inside share of a perfect map on the method's grid, the most that grid allows."
+    )
+    console.print(
+        f"The model called {s['predicted_as_target']:.0%} of these images {s['target']}. "
+        f"Wrote {where}/explain_score.json"
+    )
+
+
+def print_plugins() -> None:
+    """Every registered backbone, strategy, dataset and explainer, then any plugin that failed."""
+    table = Table(title="xraykit plugins")
+    for col in ("kind", "name", "plugin", "description"):
+        table.add_column(col)
+    for kind in plugins.KINDS:
+        for entry in plugins.entries(kind).values():
+            table.add_row(kind, entry.name, entry.plugin, getattr(entry.obj, "description", ""))
+    console.print(table)
+    failed = plugins.failures()
+    if failed:
+        ft = Table(title="failed plugins")
+        ft.add_column("plugin")
+        ft.add_column("reason")
+        for f in failed:  # a reason is an exception's text: print it as it is, never as rich markup
+            ft.add_row(escape(f.plugin), escape(f.reason))
+        console.print(ft)

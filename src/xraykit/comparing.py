@@ -1,0 +1,211 @@
+"""Task 1.1 beside Task 1.2: :func:`compare` trains both on one split and writes one teaching page;
+:func:`demo` does it on built-in synthetic X-rays, in a few minutes on a CPU."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from . import figures, plugins, report
+from .config import TrainConfig
+from .data.loading import DataLike, held_out_test, load_data
+from .errors import WeightsUnavailableError, XrayError
+from .evaluation import evaluate, misclassified, titles
+from .explaining import explain_maps
+from .inference import predict_proba
+from .interfaces import XrayData
+from .io import write_json
+from .loop import Callbacks
+from .progress import callbacks_for
+from .runs import Run
+from .training import train
+
+
+def compare(
+    data: DataLike,
+    *,
+    out: Union[str, Path] = "runs/compare",
+    backbone: str = "resnet18",
+    epochs: int = 10,
+    batch_size: int = 32,
+    image_size: int = 224,
+    seed: int = 0,
+    device: str = "auto",
+    recipe: str = "report",
+    finetune_weights: Optional[str] = None,
+    val_from_train: Optional[float] = None,
+    quiet: bool = False,
+    title: str = "Task 1.1 (from scratch) vs Task 1.2 (fine-tuning)",
+    _demo: bool = False,
+) -> dict[str, Any]:
+    """Both tasks on the same data and split, evaluated on its test split, in one teaching page."""
+    started = time.perf_counter()
+    out = Path(out)
+    common: dict[str, Any] = dict(
+        backbone=backbone,
+        epochs=epochs,
+        batch_size=batch_size,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        recipe=recipe,
+        val_from_train=val_from_train,
+    )
+    TrainConfig.for_recipe(**common)  # the options, checked before any image is loaded
+    taken = [name for name in ("task1.1-scratch", "task1.2-finetune") if (out / name / "config.json").exists()]
+    if taken:  # checked before any training, so that a mistaken --out costs nothing and overwrites nothing
+        raise XrayError(f"{out}: already holds a run ({taken[0]}/); pick another --out")
+    splits = load_data(data, image_size)
+    held_out_test(splits, "the data" if isinstance(data, dict) else str(data))
+    # Loaded once above, recorded as named.
+    common.update(quiet=quiet, data_name=None if isinstance(data, dict) else str(data))
+    notes: list[str] = []
+    runs: dict[str, Run] = {}
+    runs["Task 1.1: scratch"] = train(splits, "scratch", out=out / "task1.1-scratch", **common)
+    weights = finetune_weights
+    if weights is None and _demo:
+        weights = _demo_weights(runs["Task 1.1: scratch"], callbacks_for("finetune", quiet, None), notes, backbone)
+    runs["Task 1.2: finetune"] = train(splits, "finetune", weights=weights, out=out / "task1.2-finetune", **common)
+
+    say = callbacks_for("compare", quiet, None)
+    for label, run in runs.items():
+        note = report.last_epoch_note(label, run.history, run.config.select, run.path, run.data_argument or "DATA")
+        if note:
+            say.message(f"[yellow]{note}[/]")
+            notes.append(note)
+
+    results = {}
+    for label, run in runs.items():
+        metrics = evaluate(run, splits, quiet=quiet)
+        history = run.history
+        metrics["trainable_parameters"] = run.record.trainable_parameters
+        metrics["total_parameters"] = run.record.total_parameters
+        metrics["seconds_per_epoch"] = sum(h["seconds"] for h in history) / len(history)
+        metrics["weights"] = run.record.weights_loaded
+        results[label] = metrics
+    figures.loss_curves({label: run.history for label, run in runs.items()}, out / "loss_curves.png")
+    # Each task's model and test predictions, once, for both figures below.
+    test = splits["test"]
+    models = {label: run.load_model() for label, run in runs.items()}
+    probs = {label: predict_proba(models[label], test.images, run.backbone) for label, run in runs.items()}
+    _side_by_side_misclassified(runs, probs, test, out / "misclassified.png")
+    figure_list = [
+        ("Train and validation loss per epoch", "loss_curves.png"),
+        ("Misclassified test images", "misclassified.png"),
+    ]
+    if all(run.backbone.cam_layer for run in runs.values()):
+        _cam_figure(runs, models, probs, test, out / "cam.png")
+        figure_list.append(
+            ("Class Activation Maps (Captum LayerGradCam), a NORMAL and a PNEUMONIA test image", "cam.png")
+        )
+    summary = {
+        "data": str(data) if not isinstance(data, dict) else "in-memory",
+        "notes": notes,
+        "validation": runs["Task 1.1: scratch"].record.validation,
+        "tasks": results,
+        "seconds": time.perf_counter() - started,
+    }
+    write_json(out / "metrics.json", summary)
+    report.write_report(out / "report.md", title, runs, results, notes, figure_list)
+    return summary
+
+
+def demo(
+    out: Optional[Union[str, Path]] = None,
+    *,
+    n: int = 640,
+    image_size: int = 64,
+    epochs: int = 10,
+    seed: int = 0,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Both teaching tasks on built-in synthetic X-rays: a complete run folder in a few minutes on a CPU.
+
+    Without ``out`` the folder is ``xraykit-demo``, or ``xraykit-demo-2``, ``-3``, ... when an
+    earlier demo is there: running the README's command twice works and keeps the first
+    run. The summary's ``"out"`` says which folder was written.
+    """
+    out = Path(out) if out is not None else _free_folder(Path("xraykit-demo"))
+    # Named, not built here: metrics.json then says which data to give `explain-score` or `evaluate`.
+    summary = compare(
+        f"synthetic:n={n},seed={seed}",
+        out=out,
+        epochs=epochs,
+        image_size=image_size,
+        seed=seed,
+        quiet=quiet,
+        _demo=True,
+        title="xraykit demo: Task 1.1 vs Task 1.2 on synthetic chest X-rays",
+    )
+    summary["out"] = str(out)
+    return summary
+
+
+def _demo_weights(first_run: Run, cb: Callbacks, notes: list[str], backbone: str) -> str:
+    """ImageNet weights when they can be had; offline, the demo's own Task 1.1 checkpoint, said aloud."""
+    try:
+        plugins.backbone(backbone).pretrained["imagenet"]()
+        return "imagenet"
+    except (WeightsUnavailableError, KeyError) as exc:
+        fallback = str(first_run.path / "checkpoints" / "last.pt")
+        note = (
+            f"ImageNet weights unavailable ({str(exc).split('(')[0].strip()}): Task 1.2 fine-tunes from the "
+            f"demo's own Task 1.1 checkpoint instead ({fallback}). Place the ImageNet file in torch's cache "
+            f"or pass --weights to use them."
+        )
+        cb.message(f"[yellow]{note}[/]")
+        notes.append(note)
+        return fallback
+
+
+def _side_by_side_misclassified(
+    runs: dict[str, Run], probs: dict[str, torch.Tensor], test: XrayData, path: Path
+) -> None:
+    images, captions = [], []
+    for label, run in runs.items():
+        wrong = misclassified(probs[label], test.labels, limit=12)
+        images.append(test.images[wrong])
+        captions += [f"{label.split(':')[0]}\n{t}" for t in titles(probs[label], test.labels, wrong, run.classes)]
+    figures.image_grid(
+        torch.cat(images),
+        captions,
+        path,
+        suptitle="Misclassified test images (most confident first)",
+        empty_text="No misclassified images",
+    )
+
+
+def _cam_figure(
+    runs: dict[str, Run], models: dict[str, nn.Module], probs: dict[str, torch.Tensor], test: XrayData, path: Path
+) -> None:
+    """A NORMAL and a PNEUMONIA test image (the first of each) explained by each task's model."""
+    picks = [int((test.labels == c).nonzero()[0]) for c in range(len(test.classes)) if (test.labels == c).any()]
+    idx = torch.tensor(picks)
+    all_images, all_maps, captions, masks = [], [], [], []
+    for label, run in runs.items():
+        picked = probs[label][idx]
+        preds = picked.argmax(1)
+        all_maps.append(explain_maps(models[label], run.backbone, test.images[idx], preds))
+        all_images.append(test.images[idx])
+        captions += [
+            f"{label}\ntrue {test.classes[test.labels[i]]}, pred {test.classes[p]} ({picked[j, p]:.2f})"
+            for j, (i, p) in enumerate(zip(picks, preds.tolist()))
+        ]
+        if test.masks is not None:
+            masks.append(test.masks[idx])
+    figures.overlay_pairs(
+        torch.cat(all_images), torch.cat(all_maps), captions, path, masks=torch.cat(masks) if masks else None
+    )
+
+
+def _free_folder(first: Path) -> Path:
+    """``first`` if it does not exist yet, else the first of ``first-2``, ``first-3``, ... that does not."""
+    candidate, n = first, 1
+    while candidate.exists():
+        n += 1
+        candidate = first.with_name(f"{first.name}-{n}")
+    return candidate

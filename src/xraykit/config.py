@@ -1,0 +1,158 @@
+"""A run's choices (:class:`TrainConfig`) and what happened when it began (:class:`RunRecord`).
+
+Every option is checked once, here, when the config is made: the command line, the Python
+API and ``--resume`` (which reads ``config.json``) all make one, so all three refuse a bad
+value with the same one-line :class:`~xraykit.XrayError`, before any image is loaded.
+
+Three words, one meaning each: the **task** is what the user chooses (``scratch`` is Task
+1.1, ``finetune`` Task 1.2); the **strategy** is the plugin that implements a task (what
+freezes, which optimizer, which lr); the **recipe** is a set of training settings
+(``report`` or ``strong``) that any task can use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from .errors import XrayError
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # The published coursework's recipe: plain Adam, no augmentation, unweighted loss, last epoch.
+    "report": dict(augment=False, class_weights="none", balanced_sampler=False, schedule="constant", select="last"),
+    # What a careful practitioner adds: augmentation, class weights for the 3:1 imbalance,
+    # a cosine learning-rate schedule, and the checkpoint with the best validation loss.
+    "strong": dict(augment=True, class_weights="auto", balanced_sampler=False, schedule="cosine", select="best"),
+}
+SCHEDULES = ("constant", "cosine")
+SELECTIONS = ("last", "best")
+CLASS_WEIGHTS = ("none", "auto")
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+@dataclass
+class RunRecord:
+    """What a run found when it began: its data, its validation split, its model, the software.
+
+    Written once into ``config.json`` (under ``"record"``) beside the choices, read back by :class:`~xraykit.Run`.
+    """
+
+    validation: str = ""
+    weights_loaded: str = ""
+    train_images: int = 0
+    val_images: int = 0
+    train_class_counts: dict[str, int] = field(default_factory=dict)
+    val_class_counts: dict[str, int] = field(default_factory=dict)
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    skip_bad: bool = False
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> RunRecord:
+        if not isinstance(d, dict):
+            raise XrayError(f"record must be a mapping of names to values, got {d!r}")
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class TrainConfig:
+    """Every choice of a run, checked when made; saved as ``config.json``, enough to run it again."""
+
+    data: str = "synthetic"
+    task: str = "scratch"
+    backbone: str = "resnet18"
+    weights: Optional[str] = None  # None: the strategy's default (random for scratch, imagenet for finetune)
+    epochs: int = 10
+    lr: Optional[float] = None  # None: the strategy's default (1e-3 scratch, 1e-4 finetune)
+    batch_size: int = 32
+    image_size: int = 224
+    seed: int = 0
+    device: str = "auto"
+    recipe: str = "report"
+    augment: bool = False
+    class_weights: str = "none"
+    balanced_sampler: bool = False
+    schedule: str = "constant"
+    select: str = "last"
+    feature_cache: bool = True
+    val_from_train: Optional[float] = None
+    num_classes: int = 2
+    classes: list[str] = field(default_factory=list)
+    record: RunRecord = field(default_factory=RunRecord)
+
+    def __post_init__(self) -> None:
+        for name in ("data", "task", "backbone"):
+            _require(name, getattr(self, name), isinstance(getattr(self, name), str), "a name")
+        _require("weights", self.weights, self.weights is None or isinstance(self.weights, str), "a name or a path")
+        _one_of("recipe", self.recipe, tuple(RECIPES))
+        _one_of("schedule", self.schedule, SCHEDULES)
+        _one_of("select", self.select, SELECTIONS)
+        _one_of("class_weights", self.class_weights, CLASS_WEIGHTS)
+        for name in ("augment", "balanced_sampler", "feature_cache"):
+            _require(name, getattr(self, name), isinstance(getattr(self, name), bool), "true or false")
+        _whole("epochs", self.epochs, 1)
+        _whole("batch_size", self.batch_size, 1)
+        _whole("num_classes", self.num_classes, 2)
+        _whole("seed", self.seed, 0)
+        _whole("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        lr_ok = self.lr is None or (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0)
+        _require("lr", self.lr, lr_ok, "a finite number above 0")
+        fraction_ok = self.val_from_train is None or (_is_number(self.val_from_train) and 0 < self.val_from_train < 1)
+        _require("val_from_train", self.val_from_train, fraction_ok, "a fraction between 0 and 1 (exclusive)")
+        device_ok = isinstance(self.device, str) and _DEVICE.fullmatch(self.device) is not None
+        _require("device", self.device, device_ok, "one of: auto, cpu, cuda, cuda:N, mps")
+        classes_ok = isinstance(self.classes, list) and all(isinstance(c, str) for c in self.classes)
+        _require("classes", self.classes, classes_ok, "a list of class names")
+        if isinstance(self.record, dict):  # read from a file
+            self.record = RunRecord.from_dict(self.record)
+
+    @classmethod
+    def for_recipe(cls, recipe: str = "report", **options: Any) -> TrainConfig:
+        """A config whose unset (``None``) recipe options (augment, class_weights, balanced_sampler,
+        schedule, select) come from ``RECIPES[recipe]``; any option given explicitly wins."""
+        _one_of("recipe", recipe, tuple(RECIPES))
+        for key, value in RECIPES[recipe].items():
+            if options.get(key) is None:
+                options[key] = value
+        return cls(recipe=recipe, **options)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``, checked like a new config."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TrainConfig:
+        """A config read from ``config.json``; an older file's ``"extra"`` becomes its record."""
+        if not isinstance(d, dict):
+            raise XrayError(f"expected a mapping of option names to values, got {type(d).__name__}")
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "record" not in known and isinstance(d.get("extra"), dict):
+            known["record"] = d["extra"]
+        return cls(**known)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _require(name: str, value: Any, ok: bool, expected: str) -> None:
+    if not ok:
+        raise XrayError(f"{name} {value!r} is not {expected}")
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    _require(name, value, value in allowed, "one of: " + ", ".join(allowed))
+
+
+def _whole(name: str, value: Any, low: int, high: Optional[int] = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    _require(name, value, ok, f"a whole number from {low} to {high}" if high else f"a whole number of at least {low}")

@@ -1,0 +1,85 @@
+"""From what the user names (a folder, an ``.npz`` file, ``synthetic[:options]``) to its splits;
+the validation split, chosen or carved by patient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from .. import plugins
+from ..errors import XrayError
+from ..interfaces import XrayData
+from .splits import patient_split
+
+DataLike = Union[str, Path, dict[str, XrayData]]
+MIN_VAL_IMAGES = 100
+
+
+def load_data(
+    data: DataLike, image_size: int = 224, skip_bad: bool = False, on_skip: Optional[Callable[[str], None]] = None
+) -> dict[str, XrayData]:
+    """The splits at ``data``: a folder, an ``.npz`` file, ``synthetic[:options]``, or splits already loaded."""
+    if isinstance(data, dict):
+        return data
+    source = plugins.dataset_source(str(data))
+    return source.load(str(data), image_size=image_size, skip_bad=skip_bad, on_skip=on_skip)
+
+
+def data_name(data: DataLike) -> str:
+    """What ``config.json`` records as a run's data: an absolute path, so that ``--resume`` works from anywhere."""
+    if isinstance(data, dict):
+        return "in-memory"
+    return str(Path(data).resolve()) if Path(data).exists() else str(data)
+
+
+def describe(data: DataLike) -> str:
+    """``data`` as an error message names it."""
+    return "the data" if isinstance(data, dict) else str(data)
+
+
+def held_out_test(splits: dict[str, XrayData], where: str) -> XrayData:
+    """The ``test`` split, or an error saying where it was looked for."""
+    if "test" not in splits:
+        raise XrayError(
+            f"{where}: no test split (expected {where}/test/{{NORMAL,PNEUMONIA}}, or pass the test folder itself)"
+        )
+    return splits["test"]
+
+
+def choose_validation(
+    splits: dict[str, XrayData], val_from_train: Optional[float], seed: int
+) -> tuple[XrayData, XrayData, str]:
+    """``(train, val, how)``: the official val split if it is big enough, else one carved by patient."""
+    if "train" not in splits:
+        raise XrayError("the data has no train split (expected DATA/train/{NORMAL,PNEUMONIA})")
+    train = splits["train"]
+    val = splits.get("val")
+    if val_from_train is None and val is not None and len(val) >= MIN_VAL_IMAGES:
+        return train, val, f"validation: the data's own val split ({len(val)} images)"
+    fraction = val_from_train if val_from_train is not None else 0.1
+    train_idx, val_idx = patient_split(train, fraction, seed)
+    if not val_idx:  # one patient per class: nothing can be held out without losing a class
+        if val is not None and len(val) and val_from_train is None:
+            return (
+                train,
+                val,
+                (
+                    f"validation: the data's own val split ({len(val)} images), because train/ has "
+                    f"too few patients to carve {fraction:.0%} from"
+                ),
+            )
+        raise XrayError(
+            f"train split of {len(train)} images: too few patients to carve a validation split "
+            f"({fraction:.0%}) by patient; add images or a val/ folder"
+        )
+    if val_from_train is not None:
+        why = ""
+    elif val is not None:
+        why = f" because val/ has {len(val)} images (fewer than {MIN_VAL_IMAGES})"
+    else:
+        why = " because there is no val/"
+    how = (
+        f"validation: {len(val_idx)} images ({fraction:.0%}) carved from train by patient{why}; "
+        f"{len(train_idx)} remain for training"
+    )
+    return train.subset(train_idx), train.subset(val_idx), how

@@ -1,0 +1,244 @@
+"""The training loop: the file a student reads top to bottom.
+
+``fit`` is the whole story: build the optimizer over what the strategy left trainable,
+decide how images reach the model (as they are, augmented, or as the frozen backbone's
+features computed once: :func:`xraykit.inference.choose_inputs`), then for each epoch
+shuffle, step through mini-batches, measure the validation loss, and save a checkpoint.
+Everything else in this file is a helper it calls.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import distributed
+from .config import TrainConfig
+from .inference import DeviceLike, Forward, choose_inputs, predict_logits, set_train_mode
+from .interfaces import Backbone, Strategy, XrayData
+from .io import save_torch, write_json
+from .weights import CHECKPOINT_FORMAT
+
+
+class Callbacks:
+    """Progress reporting hooks; the CLI shows them as rich progress bars."""
+
+    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
+    def on_batch_end(self, batch: int, loss: float) -> None: ...
+    def on_epoch_end(self, record: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+def fit(
+    model: nn.Module,
+    backbone: Backbone,
+    strategy: Strategy,
+    train: XrayData,
+    val: XrayData,
+    config: TrainConfig,
+    run_dir: Path,
+    callbacks: Optional[Callbacks] = None,
+    *,
+    device: torch.device,
+    resume: Optional[dict] = None,
+) -> list[dict]:
+    """Train ``model`` and write checkpoints and ``history.json`` into ``run_dir``.
+
+    ``model`` comes as its strategy left it (frozen where the strategy freezes, see
+    :func:`xraykit.training.build_model`); ``device`` is where it trains.
+    """
+    callbacks = callbacks if callbacks is not None else Callbacks()
+    model.to(device)
+    if device.type == "cuda":  # tensor cores prefer channels-last; the CPU stays as it is (docs/performance.md)
+        model.to(memory_format=torch.channels_last)
+
+    # 1. The optimizer sees only what the strategy left trainable.
+    base_lr = strategy.lr if config.lr is None else config.lr
+    optimizer = strategy.optimizer([p for p in model.parameters() if p.requires_grad], lr=base_lr)
+    weight = class_weights(train.labels, config.num_classes).to(device) if config.class_weights == "auto" else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    history: list[dict] = []
+    best_val_loss, start_epoch = math.inf, 0
+    if resume is not None:  # a checkpoint saved at the end of an epoch: continue with the next
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        history, best_val_loss, start_epoch = list(resume["history"]), resume["best_val_loss"], resume["epoch"]
+
+    # 2. How images reach the model: as they are, augmented, or as cached features of a frozen backbone.
+    inputs = choose_inputs(model, backbone, train, val, config, device, callbacks.message)
+    feature_seconds = inputs.seconds  # counted in the first epoch's time, not hidden
+
+    for epoch in range(start_epoch, config.epochs):
+        # 3. One epoch at this epoch's learning rate: shuffle, forward, loss, backward, step.
+        started = time.perf_counter()
+        order = epoch_order(train.labels, epoch, config.seed, config.balanced_sampler)
+        lr = learning_rate(base_lr, epoch, config.epochs, config.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        callbacks.on_epoch_start(epoch + 1, config.epochs, math.ceil(len(order) / config.batch_size))
+        set_train_mode(model)
+        train_loss = train_one_epoch(
+            inputs.train_forward,
+            inputs.train_x,
+            train.labels,
+            order,
+            inputs.train_prepare(epoch, config.seed),
+            optimizer,
+            loss_fn,
+            config.batch_size,
+            device,
+            callbacks,
+        )
+
+        # 4. Validation loss and accuracy, with the model in eval mode.
+        model.eval()
+        val_loss, val_acc = validate(inputs.eval_forward, inputs.val_x, val.labels, inputs.prepare, loss_fn, 64, device)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": lr,
+            "seconds": time.perf_counter() - started + feature_seconds,
+        }
+        if feature_seconds:
+            record["feature_seconds"], feature_seconds = feature_seconds, 0.0
+        history.append(record)
+
+        # 5. Save: the last epoch always, the best validation loss when it improves (one process writes).
+        is_best = val_loss < best_val_loss
+        best_val_loss = min(best_val_loss, val_loss)
+        if distributed.is_main():
+            state = checkpoint(model, optimizer, epoch + 1, history, config, best_val_loss)
+            if is_best:
+                save_torch(run_dir / "checkpoints" / "best.pt", state)
+            save_torch(run_dir / "checkpoints" / "last.pt", state)
+            write_json(run_dir / "history.json", history)
+        callbacks.on_epoch_end(record)
+    model.eval()
+    return history
+
+
+# ----------------------------------------------------------------------------- one epoch, one validation
+
+
+def train_one_epoch(
+    forward: Forward,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    order: torch.Tensor,
+    prepare: Forward,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    batch_size: int,
+    device: DeviceLike,
+    callbacks: Callbacks,
+) -> float:
+    """One pass over ``inputs`` in ``order``; returns the mean training loss."""
+    total, seen = 0.0, 0.0
+    starts = list(range(0, len(order), batch_size))
+    if len(starts) > 1 and len(order) - starts[-1] == 1:
+        starts.pop()  # a last batch of one image joins the one before: BatchNorm cannot normalise one value
+    for b, (start, end) in enumerate(zip(starts, starts[1:] + [len(order)])):
+        idx = order[start:end]
+        # Under torchrun each process takes its part of the batch, its loss weighted so that DDP's average
+        # of the gradients is the whole batch's (see distributed.batch_part). Alone: all of it, share 1.
+        part, share = distributed.batch_part(idx)
+        x, y = prepare(inputs[part].to(device)), labels[part].to(device)
+        loss = loss_fn(forward(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        (loss * share).backward()
+        optimizer.step()
+        total += loss.item() * share * len(idx)
+        seen += len(idx)
+        callbacks.on_batch_end(b + 1, total / seen)
+    total, seen = distributed.sum_over_ranks(total, seen)  # the mean over all processes' images
+    return total / max(seen, 1)
+
+
+@torch.no_grad()
+def validate(
+    forward: Forward,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    prepare: Forward,
+    loss_fn: nn.CrossEntropyLoss,
+    batch_size: int,
+    device: DeviceLike,
+) -> tuple[float, float]:
+    """Mean loss and accuracy on validation data (no gradient, no augmentation)."""
+    # Under torchrun each process computes the logits of its share of the images, then all share them.
+    logits = distributed.in_parts(partial(_logits, forward, prepare, batch_size, device), inputs)
+    weight = loss_fn.weight.cpu() if loss_fn.weight is not None else None
+    loss = F.cross_entropy(logits, labels, weight=weight)
+    return loss.item(), (logits.argmax(1) == labels).float().mean().item()
+
+
+def _logits(
+    forward: Forward, prepare: Forward, batch_size: int, device: DeviceLike, inputs: torch.Tensor
+) -> torch.Tensor:
+    return predict_logits(forward, inputs, prepare, batch_size, device)
+
+
+# ----------------------------------------------------------------------------- the loop's small decisions
+
+
+def epoch_order(labels: torch.Tensor, epoch: int, seed: int, balanced: bool) -> torch.Tensor:
+    """The sample order of one epoch, a function of (seed, epoch) alone: resuming repeats it exactly."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    if not balanced:
+        return torch.randperm(len(labels), generator=g)
+    counts = torch.bincount(labels).float()
+    weights = (1.0 / counts)[labels]
+    return torch.multinomial(weights, len(labels), replacement=True, generator=g)
+
+
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``N / (K * n_c)``: each class contributes equally to the loss."""
+    counts = torch.bincount(labels, minlength=num_classes).float().clamp(min=1)
+    return len(labels) / (num_classes * counts)
+
+
+def learning_rate(base: float, epoch: int, epochs: int, schedule: str = "constant") -> float:
+    """The learning rate of ``epoch`` (counted from 0) in a run of ``epochs``.
+
+    ``"constant"`` keeps ``base``; ``"cosine"`` falls from ``base`` along half a cosine,
+    ``base * (1 + cos(pi * epoch / epochs)) / 2``, the values of torch's CosineAnnealingLR.
+    A plain function of the epoch instead of a scheduler object with its own state, so a
+    run resumed with more epochs follows the cosine of its new length (a stored scheduler
+    would keep the old one, which climbs back up after its end).
+    """
+    if schedule == "cosine":
+        return base * (1 + math.cos(math.pi * epoch / epochs)) / 2
+    return base
+
+
+def checkpoint(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    history: list[dict],
+    config: TrainConfig,
+    best_val_loss: float,
+) -> dict[str, Any]:
+    """A complete checkpoint of plain values and tensors: loads with ``weights_only=True``.
+
+    The learning rate needs no state of its own: :func:`learning_rate` computes it from the epoch.
+    """
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": 1,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "config": config.to_dict(),
+        "best_val_loss": best_val_loss,
+    }

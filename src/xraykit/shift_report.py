@@ -1,0 +1,178 @@
+"""``xraykit shift RUN DATA``: are these X-rays like the ones the run learned from?
+
+Read before any accuracy: a model applied to another hospital's images can lose ten points
+that its validation split never showed. The report needs no label of the new images: it
+groups them by their folder only to say where the differences are. See :mod:`xraykit.shift`
+for what is measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from . import figures
+from .data.loading import DataLike, choose_validation, describe, load_data
+from .errors import XrayError
+from .inference import head_inputs
+from .interfaces import Backbone, XrayData
+from .io import save_figure, save_torch, write_json
+from .runs import Run, RunLike
+from .shift import UNUSUAL_PERCENTILE, Reference, build_reference, describe_group, intensity_stats, stat_distance
+from .weights import safe_load
+
+
+def _features(model: nn.Module, backbone: Backbone, images: torch.Tensor) -> torch.Tensor:
+    return head_inputs(model, backbone, images, 64, "cpu")
+
+
+def run_reference(run: Run, which: Optional[str] = None, model: Optional[nn.Module] = None) -> Reference:
+    """The reference of ``run``'s checkpoint ``which``: read from ``RUN/reference-<which>.pt``, or made once.
+
+    Making it loads the run's own data again (the folder ``config.json`` names) and carves
+    the same validation split as training did.
+    """
+    name = run.checkpoint_path(which).stem
+    path = run.path / f"reference-{name}.pt"
+    if path.is_file():
+        return Reference.from_state(safe_load(path))
+    data = run.config.data
+    if data == "in-memory":
+        raise XrayError(
+            f"{run.path}: trained on data loaded in Python, so its training images cannot be found "
+            "again to compare with"
+        )
+    splits = load_data(data, run.config.image_size, skip_bad=True)
+    train, val, _ = choose_validation(splits, run.config.val_from_train, run.config.seed)
+    model = model if model is not None else run.load_model(which)
+    reference = build_reference(_features, run.backbone, model, train, val)
+    save_torch(path, reference.to_state())
+    return reference
+
+
+def score(reference: Reference, model: nn.Module, backbone: Backbone, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per image: feature distance, its percentile among validation images, and the far-away flag."""
+    distances = reference.distances(_features(model, backbone, images))
+    return {"distance": distances, "percentile": reference.percentiles(distances), "far": reference.far(distances)}
+
+
+def _groups(data: XrayData) -> dict[str, torch.Tensor]:
+    """Image indices per class folder: the folders group images for the report; labels are never scored."""
+    return {
+        name: (data.labels == k).nonzero().flatten() for k, name in enumerate(data.classes) if (data.labels == k).any()
+    }
+
+
+def shift(
+    run: RunLike,
+    data: DataLike,
+    *,
+    which: Optional[str] = None,
+    out: Optional[Union[str, Path]] = None,
+    split: str = "test",
+    show: int = 12,
+) -> dict[str, Any]:
+    """Compare ``data``'s ``split`` with ``run``'s training images; writes ``shift.json``, ``shift.png``
+    and ``shift_unusual.png`` (the ``show`` most unusual images) into ``out`` (default: the run folder)."""
+    run = Run.open(run)
+    splits = load_data(data, run.config.image_size)
+    if split not in splits:
+        raise XrayError(f"{describe(data)}: no {split} split to compare (it has: {', '.join(splits)})")
+    new = splits[split]
+    model = run.load_model(which)
+    reference = run_reference(run, which, model)
+    scores = score(reference, model, run.backbone, new.images)
+    stats = intensity_stats(new.images)
+    out_dir = Path(out) if out is not None else run.path
+
+    groups, verdicts = {}, []
+    for name, idx in _groups(new).items():
+        k = reference.classes.index(name) if name in reference.classes else None
+        mask = (
+            (reference.train_labels == k)
+            if k is not None
+            else torch.ones_like(reference.train_labels, dtype=torch.bool)
+        )
+        ref_stats = {s: v[mask] for s, v in reference.train_stats.items()}
+        new_stats = {s: v[idx] for s, v in stats.items()}
+        unusual = float((scores["percentile"][idx] > UNUSUAL_PERCENTILE).float().mean())
+        what = f"these {name} images" if k is not None else f"the images in {name}/"
+        sentences = describe_group(ref_stats, new_stats, what)
+        groups[name] = {
+            "images": len(idx),
+            "unusual_share": unusual,
+            "far_share": float(scores["far"][idx].float().mean()),
+            "median_percentile": float(scores["percentile"][idx].median()),
+            "intensity_distance": {s: stat_distance(ref_stats[s], new_stats[s]) for s in new_stats},
+            "verdicts": sentences,
+        }
+        verdicts.append(_feature_verdict(what, unusual))
+        verdicts += sentences
+
+    unusual_all = float((scores["percentile"] > UNUSUAL_PERCENTILE).float().mean())
+    order = scores["distance"].argsort(descending=True)[:show]
+    report: dict[str, Any] = {
+        "run": str(run.path),
+        "data": describe(data),
+        "split": split,
+        "checkpoint": run.checkpoint_path(which).name,
+        "images": len(new),
+        "unusual_share": unusual_all,
+        "expected_unusual_share": 1 - UNUSUAL_PERCENTILE,
+        "far_share": float(scores["far"].float().mean()),
+        "intensity_distance": {s: stat_distance(reference.train_stats[s], v) for s, v in stats.items()},
+        "groups": groups,
+        "verdicts": verdicts,
+        "most_unusual": [
+            {
+                "path": new.paths[i] if new.paths else str(i),
+                "percentile": float(scores["percentile"][i]),
+                "far": bool(scores["far"][i]),
+            }
+            for i in order.tolist()
+        ],
+    }
+    write_json(out_dir / "shift.json", report)
+    save_figure(out_dir / "shift.png", distance_figure(reference, scores["distance"], describe(data)))
+    titles = [
+        f"{Path(m['path']).name[:24]}\npercentile {100 * m['percentile']:.0f}" + (" (far)" if m["far"] else "")
+        for m in report["most_unusual"]
+    ]
+    figures.image_grid(
+        new.images[order],
+        titles,
+        out_dir / "shift_unusual.png",
+        suptitle="The most unusual images, by feature distance",
+        empty_text="No images",
+    )
+    return report
+
+
+def _feature_verdict(what: str, unusual: float) -> str:
+    expected = 1 - UNUSUAL_PERCENTILE
+    if unusual <= 2 * expected:
+        return f"{what}: {unusual:.0%} lie beyond 95% of validation images, about as many as expected; typical"
+    return (
+        f"{what}: {unusual:.0%} lie beyond 95% of the run's validation images in what the network sees "
+        f"(expected about {expected:.0%}); expect the validation numbers not to hold here"
+    )
+
+
+def distance_figure(reference: Reference, distances: torch.Tensor, label: str) -> Figure:
+    """Histograms of feature distance: the run's validation images against the new ones."""
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
+    top = float(max(reference.val_distances.max(), distances.max() if len(distances) else 0))
+    bins = torch.linspace(0, top * 1.05 + 1e-6, 40).tolist()
+    ax.hist(reference.val_distances.tolist(), bins=bins, alpha=0.6, density=True, label="the run's validation images")
+    ax.hist(distances.tolist(), bins=bins, alpha=0.6, density=True, label=label)
+    ax.axvline(float(torch.quantile(reference.val_distances, UNUSUAL_PERCENTILE)), color="k", ls="--", lw=1)
+    ax.set_xlabel("feature distance to the training images")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,142 @@
+"""How sure a test number is: 95% intervals, and whether two models really differ.
+
+A test split of a few hundred X-rays measures accuracy to within several points. An
+accuracy printed without its interval invites reading noise as progress, so every number
+``evaluate`` and ``compare`` report comes with one:
+
+- a proportion of images (accuracy, sensitivity, specificity) gets the **exact binomial**
+  (Clopper-Pearson) interval, which never covers less than the stated rate;
+- a number that is not a proportion (balanced accuracy, ROC AUC) gets a **percentile
+  bootstrap** over test images: the test set resampled with replacement, the number
+  recomputed on each resample;
+- two models on the same images are compared **paired**: the difference in accuracy with a
+  bootstrap interval over images, and **McNemar's exact test** on the images where exactly
+  one of them is right.
+
+Plain Python and torch, short enough to read in class.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Optional
+
+import torch
+
+LEVEL = 0.95
+
+
+@functools.lru_cache(maxsize=256)
+def _log_choose(n: int) -> tuple[float, ...]:
+    """``log C(n, i)`` for every ``i``, kept: an interval's bisection asks for the same ones 60 times."""
+    top = math.lgamma(n + 1)
+    return tuple(top - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(n + 1))
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """``P(X <= k)`` for ``X ~ Binomial(n, p)``, summed in log space (exact for any n a test set has)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lp, lq, log_c = math.log(p), math.log1p(-p), _log_choose(n)
+    terms = [log_c[i] + i * lp + (n - i) * lq for i in range(k + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * math.fsum(math.exp(t - top) for t in terms))
+
+
+def _solve(f: Callable[[float], float], target: float) -> float:
+    """The ``p`` in [0, 1] where the decreasing function ``f(p)`` crosses ``target`` (bisection)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if f(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def binomial_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a proportion ``k / n``.
+
+    The lower end is the ``p`` at which seeing ``k`` or more successes has probability
+    ``(1 - level) / 2``, the upper end the ``p`` at which seeing ``k`` or fewer has.
+
+    >>> lo, hi = binomial_interval(90, 100)
+    >>> round(lo, 3), round(hi, 3)
+    (0.824, 0.951)
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    alpha = (1 - level) / 2
+    # P(X <= j) falls as p grows, so each end is where one such tail crosses alpha.
+    lower = 0.0 if k == 0 else _solve(lambda p: _binom_cdf(k - 1, n, p), 1 - alpha)
+    upper = 1.0 if k == n else _solve(lambda p: _binom_cdf(k, n, p), alpha)
+    return (lower, upper)
+
+
+def bootstrap_interval(
+    statistic: Callable[[torch.Tensor], Optional[float]],
+    n: int,
+    level: float = LEVEL,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap: ``statistic(indices)`` on ``resamples`` draws of ``n`` test images.
+
+    ``statistic`` takes a tensor of image indices (drawn with replacement) and returns the
+    number, or ``None`` where it is undefined on that draw (an AUC on a draw with one class);
+    such draws are left out. Seeded, so the same images give the same interval.
+    """
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(resamples):
+        value = statistic(torch.randint(0, n, (n,), generator=g))
+        if value is not None and not math.isnan(value):
+            values.append(value)
+    if not values:
+        return (math.nan, math.nan)
+    v = torch.tensor(values, dtype=torch.float64)
+    alpha = (1 - level) / 2
+    return (float(torch.quantile(v, alpha)), float(torch.quantile(v, 1 - alpha)))
+
+
+def mcnemar_exact(a_correct: torch.Tensor, b_correct: torch.Tensor) -> float:
+    """Two-sided p-value of McNemar's exact test: do two models err on the same images at the same rate?
+
+    Only images where exactly one model is right count; under "no difference" each of them
+    is equally likely to favour either model, a Binomial(m, 1/2).
+    """
+    a, b = a_correct.bool(), b_correct.bool()
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    m = only_a + only_b
+    if m == 0:
+        return 1.0
+    return min(1.0, 2 * _binom_cdf(min(only_a, only_b), m, 0.5))
+
+
+def paired_difference(
+    a_correct: torch.Tensor, b_correct: torch.Tensor, level: float = LEVEL, resamples: int = 1000, seed: int = 0
+) -> dict:
+    """Accuracy of B minus accuracy of A on the same images, its bootstrap interval and McNemar's p."""
+    a, b = a_correct.float(), b_correct.float()
+    diff = float(b.mean() - a.mean()) if len(a) else math.nan
+    lo, hi = bootstrap_interval(lambda i: float(b[i].mean() - a[i].mean()), len(a), level, resamples, seed)
+    return {"difference": diff, "interval": [lo, hi], "mcnemar_p": mcnemar_exact(a_correct, b_correct)}
+
+
+def format_interval(
+    value: Optional[float], interval: Optional[tuple[float, float]] = None, percent: bool = True
+) -> str:
+    """``91.2% (88.9-93.3)``, ``0.951 (0.930-0.968)``, or ``n/a``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if percent:
+        text = f"{100 * value:.1f}%"
+        return text if interval is None else f"{text} ({100 * interval[0]:.1f}-{100 * interval[1]:.1f})"
+    text = f"{value:.3f}"
+    return text if interval is None else f"{text} ({interval[0]:.3f}-{interval[1]:.3f})"

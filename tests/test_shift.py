@@ -1,0 +1,102 @@
+"""The shift report: how far new X-rays are from a run's training images, without their labels."""
+
+import json
+
+import matplotlib.cbook
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import xraykit
+from xraykit.data import shifts
+from xraykit.data.images import load_image
+from xraykit.data.synthetic import synthetic_splits
+from xraykit.inference import head_inputs
+from xraykit.shift import build_reference, intensity_stats, stat_distance
+from xraykit.shift_report import shift
+
+
+@pytest.fixture(scope="module")
+def xrays():
+    return synthetic_splits(n=96, size=32, seed=3)["test"].images
+
+
+def _distance(images, shifted, stat):
+    return stat_distance(intensity_stats(images)[stat], intensity_stats(shifted)[stat])
+
+
+@given(st.floats(1.0, 2.5), st.floats(0.0, 1.0))
+def test_a_larger_gamma_never_scores_as_a_smaller_shift(xrays, g, extra):
+    small, large = shifts.gamma(xrays, g), shifts.gamma(xrays, g + extra)
+    assert _distance(xrays, large, "brightness") >= _distance(xrays, small, "brightness") - 1e-9
+
+
+@given(st.floats(0.3, 1.0), st.floats(0.0, 0.5))
+def test_a_stronger_brightening_never_scores_as_a_smaller_shift(xrays, g, less):
+    mild, strong = shifts.gamma(xrays, g), shifts.gamma(xrays, max(0.2, g - less))
+    assert _distance(xrays, strong, "brightness") >= _distance(xrays, mild, "brightness") - 1e-9
+
+
+@given(st.floats(0.5, 3.0), st.floats(0.0, 3.0))
+def test_more_blur_never_scores_as_less(xrays, sigma, extra):
+    little, more = shifts.blur(xrays, sigma), shifts.blur(xrays, sigma + extra)
+    assert _distance(xrays, more, "sharpness") >= _distance(xrays, little, "sharpness") - 1e-9
+
+
+@given(st.floats(0.5, 0.95), st.floats(0.0, 0.4))
+def test_lower_contrast_never_scores_as_a_smaller_shift(xrays, c, less):
+    assert (
+        _distance(xrays, shifts.contrast(xrays, c - less), "contrast")
+        >= _distance(xrays, shifts.contrast(xrays, c), "contrast") - 1e-9
+    )
+
+
+def test_the_same_images_are_no_shift_at_all(xrays):
+    for name, values in intensity_stats(xrays).items():
+        assert stat_distance(values, values) == 0.0, name
+
+
+def _features(model, backbone, images):
+    return head_inputs(model, backbone, images, 64, "cpu")
+
+
+def test_a_photo_is_far_from_the_training_xrays_and_test_xrays_are_not(tiny_run, tiny_splits):
+    model = tiny_run.load_model()
+    ref = build_reference(_features, tiny_run.backbone, model, tiny_splits["train"], tiny_splits["val"])
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:  # a photograph of a person, not an X-ray
+        photo = load_image(f.name, 32).unsqueeze(0)
+    assert bool(ref.far(ref.distances(_features(model, tiny_run.backbone, photo)))[0])
+    test_distances = ref.distances(_features(model, tiny_run.backbone, tiny_splits["test"].images))
+    assert float(ref.far(test_distances).float().mean()) <= 0.1
+    assert float(ref.percentiles(ref.distances(_features(model, tiny_run.backbone, photo)))[0]) == 1.0
+
+
+@pytest.fixture(scope="module")
+def named_run(tmp_path_factory):
+    """A run trained on data named by a string, so the report can load its training images again."""
+    out = tmp_path_factory.mktemp("shift") / "run"
+    return xraykit.train(
+        "synthetic:n=96,seed=0", "scratch", epochs=1, batch_size=16, image_size=32, out=out, quiet=True
+    )
+
+
+def test_the_report_says_in_words_that_darker_images_are_darker(named_run, tmp_path):
+    splits = synthetic_splits(n=96, size=32, seed=5)
+    test = splits["test"]
+    darker = xraykit.XrayData(shifts.gamma(test.images, 2.5), test.labels, test.classes, paths=test.paths)
+    report = shift(named_run, {"test": darker}, out=tmp_path)
+    assert any("darker" in v for v in report["verdicts"]), report["verdicts"]
+    assert report["intensity_distance"]["brightness"] > 1.0
+    saved = json.loads((tmp_path / "shift.json").read_text())
+    assert saved["verdicts"] == report["verdicts"]
+    assert (tmp_path / "shift.png").stat().st_size > 0 and (tmp_path / "shift_unusual.png").stat().st_size > 0
+    assert (named_run.path / "reference-last.pt").is_file()  # made once, kept for the next report
+
+
+def test_larger_shifts_rank_above_smaller_ones_in_the_report(named_run, tmp_path):
+    test = synthetic_splits(n=96, size=32, seed=5)["test"]
+    scores = []
+    for g in (1.0, 1.6, 2.6):
+        data = {"test": xraykit.XrayData(shifts.gamma(test.images, g), test.labels, test.classes)}
+        scores.append(shift(named_run, data, out=tmp_path)["intensity_distance"]["brightness"])
+    assert scores[0] < scores[1] < scores[2]
