@@ -14,6 +14,8 @@ This module is the facade: ``__all__`` below is the public API, the list that
     augment.py     training-time augmentation
     runs.py        Run: a run folder read back
     evaluation.py  evaluate(), predict(), the misclassified gallery
+    uncertainty.py, calibration.py, adaptation.py  intervals, thresholds and temperature, label-free adaptation
+    shift.py, shift_report.py  shift(): how far new X-rays are from the training ones
     explaining.py  explain(), explain_maps(), explain_score()
     attribution.py what every explainer shares (eval mode, upsampling a layer's map)
     scoring.py     pointing game and inside share against known lesions
@@ -49,6 +51,7 @@ from .plugins import (
     list_strategies,
 )
 from .runs import Run
+from .shift_report import shift
 from .training import resume, train
 
 __version__ = "0.1.0"
@@ -83,6 +86,7 @@ __all__ = [
     "load_data",
     "predict",
     "resume",
+    "shift",
     "synth",
     "synthesize",
     "train",

@@ -6,12 +6,14 @@ naming the file and the problem, with exit code 2 and no traceback.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from click.core import ParameterSource
 
-from . import cli_support, comparing, distributed, evaluation, explaining, training
+from . import cli_support, comparing, distributed, evaluation, explaining, shift_report, training
 from .cli_support import console, friendly
 from .data import synthetic
 from .errors import XrayError
@@ -40,6 +42,9 @@ def demo(
     summary = comparing.demo(out, n=n, image_size=image_size, epochs=epochs, seed=seed, quiet=quiet)
     out = Path(summary["out"])
     console.print(cli_support.results_table(summary))
+    paired = cli_support.paired_line(summary)
+    if paired:
+        console.print(paired)
     console.print(
         f"Done in {summary['seconds']:.0f} s. Open [bold]{out / 'report.md'}[/]; the folder {out}/ holds "
         "loss_curves.png, metrics.json, misclassified.png, cam.png and both runs."
@@ -71,7 +76,7 @@ def train(
     recipe: str = typer.Option(
         "report",
         help="'report' (the published recipe) or 'strong' "
-        "(augmentation, class weights, cosine lr, best-val checkpoint).",
+        "(strong augmentation, per-image normalisation, class weights, label smoothing, cosine lr).",
     ),
     val_from_train: Optional[float] = typer.Option(
         None, help="Carve this fraction of train as validation, by patient. Default when val/ has < 100 images: 0.1."
@@ -80,9 +85,15 @@ def train(
     balanced_sampler: Optional[bool] = typer.Option(
         None, "--balanced-sampler/--no-balanced-sampler", help="Sample classes equally often."
     ),
-    augment: Optional[bool] = typer.Option(
-        None, "--augment/--no-augment", help="Random small rotations, shifts, zooms, brightness."
+    augment: Optional[str] = typer.Option(
+        None,
+        help="'none', 'light' (small turns, shifts, zooms, relighting) or 'strong' "
+        "(another hospital's exposure, contrast, blur, resolution, noise, borders).",
     ),
+    normalize: Optional[str] = typer.Option(
+        None, help="'dataset' (one mean and std for all images) or 'image' (each image by its own)."
+    ),
+    label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing of the loss, 0 to 0.5."),
     schedule: Optional[str] = typer.Option(None, help="'constant' or 'cosine' learning rate."),
     select: Optional[str] = typer.Option(
         None, help="Checkpoint used for evaluation: 'last' or 'best' (lowest val loss)."
@@ -98,6 +109,17 @@ def train(
 ):
     """Train ResNet-18 (or another backbone) from scratch or by fine-tuning."""
     if resume is not None:  # DATA only for runs trained on data loaded in Python
+        given = [
+            "--" + name.replace("_", "-")
+            for name in ctx.params
+            if name not in ("resume", "epochs", "quiet", "data")
+            and ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        ]
+        if given:  # a resumed run keeps its own settings, or it would no longer be one run
+            raise XrayError(
+                f"--resume {resume} continues the run with its own settings; {', '.join(given)} cannot change them "
+                "(only --epochs can); start a new run to train with other settings"
+            )
         run = training.resume(resume, epochs=epochs, quiet=quiet, data=data)
     else:
         if data is None:
@@ -120,12 +142,26 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, help="Where to write metrics.json and figures. Default: the run folder."),
     device: str = typer.Option("auto"),
     skip_bad: bool = typer.Option(False, help="Warn about unreadable images and evaluate the rest."),
+    threshold: str = typer.Option(
+        "0.5",
+        help="Call PNEUMONIA at or above this probability: a number, 'youden' or 'sensitivity=0.95' "
+        "(a rule is applied on the run's validation images, never on the test images).",
+    ),
+    adapt: List[str] = typer.Option(
+        [], help="Also report the numbers after label-free adaptation: 'adabn', 'prior' (repeatable or a comma list)."
+    ),
 ):
-    """Test accuracy overall and per class, sensitivity, specificity, ROC AUC; misclassified images."""
-    metrics = evaluation.evaluate(run, data, which=which, out=out, device=device, skip_bad=skip_bad)
+    """Test accuracy overall and per class, sensitivity, specificity, ROC AUC, each with its 95% interval;
+    calibration, misclassified images, and how far the test images are from the training ones."""
+    metrics = evaluation.evaluate(
+        run, data, which=which, out=out, device=device, skip_bad=skip_bad, threshold=threshold, adapt=adapt
+    )
     for line in cli_support.metrics_lines(metrics):
         console.print(line)
-    console.print(f"Wrote {out or run}/metrics.json, confusion_matrix.png, misclassified.png")
+    files = ["metrics.json", "confusion_matrix.png", "misclassified.png"]
+    files += ["reliability.png"] if "temperature" in metrics["calibration"] else []
+    files += ["shift.json", "shift.png"] if "verdicts" in metrics.get("shift", {}) else []
+    console.print(f"Wrote {out or run}/{', '.join(files)}", markup=False)
 
 
 @app.command()
@@ -150,6 +186,9 @@ def compare(
     """Both tasks on the same data and split, then one page comparing them (report.md)."""
     summary = comparing.compare(**ctx.params)  # every option has the name of compare()'s keyword
     console.print(cli_support.results_table(summary))
+    paired = cli_support.paired_line(summary)
+    if paired:
+        console.print(paired)
     console.print(f"Open [bold]{out / 'report.md'}[/]")
 
 
@@ -182,6 +221,9 @@ def explain(
     options: dict[str, Any] = dict(cli_support.parse_option(o) for o in option)
     for path in explaining.explain(run, images, method=method, target=target, out=out, **options):
         console.print(f"wrote {path}")
+    for path, hint in zip(images, evaluation.familiarity_of_files(run, images)):
+        if hint and hint["far"]:
+            console.print(f"{path}: {cli_support.familiarity_hint(hint)}", markup=False)
 
 
 @app.command("explain-score")
@@ -206,6 +248,23 @@ def explain_score(
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     summary = explaining.explain_score(run, data, methods=chosen, limit=limit, out=out, which=which, options=options)
     cli_support.print_explain_scores(summary, out or run)
+
+
+@app.command()
+@friendly
+def shift(
+    run: Path = typer.Argument(..., help="Run folder made by `xraykit train`."),
+    data: str = typer.Argument(..., help="New X-rays: a folder (with test/, or the test folder itself), an .npz."),
+    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
+    out: Optional[Path] = typer.Option(None, help="Where to write shift.json and figures. Default: the run folder."),
+    split: str = typer.Option("test", help="Which split of DATA to compare."),
+):
+    """Are these X-rays like the ones the run learned from? Measured without their labels."""
+    report = shift_report.shift(run, data, which=which, out=out, split=split)
+    for line in cli_support.shift_lines(report):
+        console.print(line)
+    where = out or run
+    console.print(f"Wrote {where}/shift.json, shift.png (feature distances), shift_unusual.png", markup=False)
 
 
 @app.command()
@@ -239,4 +298,10 @@ def main() -> None:
             stream.reconfigure(errors="backslashreplace")
     # Pillow's warnings about odd metadata (corrupt EXIF, skipped TIFF tags) are noise to a CLI user.
     warnings.filterwarnings("ignore", module=r"PIL\.")
+    # SIGTERM (a scheduler's stop, `kill`) ends a command as Ctrl-C does: one line, checkpoints kept, resumable.
+    signal.signal(signal.SIGTERM, _stop)
     app()
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

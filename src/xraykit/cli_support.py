@@ -16,7 +16,7 @@ from rich.table import Table
 
 from . import plugins
 from .errors import XrayError
-from .report import percent
+from .report import paired_sentence, percent, with_interval
 from .runs import Run
 
 console = Console(highlight=False)
@@ -86,36 +86,105 @@ def train_summary(run: Run, resumed: bool) -> list[str]:
 
 
 def results_table(summary: dict[str, Any]) -> Table:
-    """``compare``'s and ``demo``'s test results, one column per task."""
-    table = Table(title="Test results")
+    """``compare``'s and ``demo``'s test results, one column per task; 95% intervals in brackets."""
     tasks = summary["tasks"]
+    first = next(iter(tasks.values()))
+    caption = "In brackets: 95% intervals." if "intervals" in first else None
+    table = Table(title="Test results", caption=caption)
     table.add_column("metric")
     for label in tasks:
         table.add_column(label, justify="right")
-    first = next(iter(tasks.values()))
     rows = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy")]
     rows += [("sensitivity", "sensitivity"), ("specificity", "specificity")] if "sensitivity" in first else []
     for name, key in rows:
-        table.add_row(name, *(percent(m[key]) for m in tasks.values()))
+        table.add_row(name, *(with_interval(m, key) for m in tasks.values()))
     for c in first["classes"]:
-        table.add_row(f"accuracy on {c}", *(percent(m["per_class_accuracy"][c]) for m in tasks.values()))
+        table.add_row(
+            f"accuracy on {c}",
+            *(with_interval(m, "per_class_accuracy", c) for m in tasks.values()),
+        )
+    if "intervals" in first:
+        table.add_row("ROC AUC", *(with_interval(m, "roc_auc") for m in tasks.values()))
     table.add_row("majority baseline", *(percent(m["majority_baseline"]["accuracy"]) for m in tasks.values()))
     table.add_row("trainable params", *(f"{m['trainable_parameters']:,}" for m in tasks.values()))
     table.add_row("s / epoch", *(f"{m['seconds_per_epoch']:.1f}" for m in tasks.values()))
     return table
 
 
+def paired_line(summary: dict[str, Any]) -> str | None:
+    """The paired comparison of ``compare``: Task 1.2 minus Task 1.1 in accuracy on the same test images."""
+    paired = summary.get("paired")
+    return None if not paired else paired_sentence(paired)
+
+
 def metrics_lines(m: dict[str, Any]) -> list[str]:
-    """``evaluate``'s numbers in a line or two: accuracy against the baseline, then, for two classes,
-    sensitivity, specificity and ROC AUC (``n/a`` when the test split lacks a class)."""
-    per_class = ", ".join(f"{c} {percent(a)}" for c, a in m["per_class_accuracy"].items())
+    """``evaluate``'s numbers: first how far the test images are from the training ones (when the data is
+    not the run's own), then accuracy against the baseline, then, for two classes, sensitivity,
+    specificity and ROC AUC (``n/a`` when the test split lacks a class), each with its 95% interval when
+    ``m`` has them; then the threshold, the calibration and any label-free adaptation."""
+    lines = shift_lines(m["shift"]) if "shift" in m else []
+    lines += _number_lines(m)
+    if "intervals" in m:
+        lines.append(
+            "In brackets: 95% intervals (exact binomial; a bootstrap over test images for balanced accuracy and AUC)."
+        )
+    rule = m.get("threshold_rule")
+    if rule not in (None, "fixed") or (m.get("threshold") not in (None, 0.5)):
+        where = m.get("threshold_chosen_on")
+        chosen = f", chosen by '{rule}' on {where}" if where else ""
+        lines.append(f"threshold: {m['positive_class']} when its probability >= {m['threshold']:.3f}{chosen}")
+    calibration = m.get("calibration")
+    if calibration and "temperature" in calibration:
+        before, after = calibration["ece_before"], calibration["ece_after"]
+        ece = "n/a" if before is None or after is None else f"{before:.3f} -> {after:.3f}"
+        lines.append(
+            f"calibration: temperature {calibration['temperature']:.2f} fitted on {calibration['fitted_on']}; "
+            f"expected calibration error on the test images {ece} (reliability.png)"
+        )
+    elif calibration and "note" in calibration:
+        lines.append(calibration["note"])
+    for name, adapted in m.get("adapted", {}).items():
+        if name == "prior":
+            pos = m.get("positive_class") or list(adapted["estimated_prior"])[-1]
+            est, assumed = adapted["estimated_prior"][pos], adapted["model_prior"][pos]
+            title = (
+                f"After prior adjustment (label-free; {pos} share estimated {percent(est)}, "
+                f"the model assumed {percent(assumed)}):"
+            )
+        else:
+            title = "After AdaBN (label-free; BatchNorm statistics of the test images):"
+        lines.append(title + " " + "; ".join(_number_lines(adapted)))
+    return lines
+
+
+def _number_lines(m: dict[str, Any]) -> list[str]:
+    per_class = ", ".join(
+        f"{c} {with_interval(m, 'per_class_accuracy', c)}" for c in m["per_class_accuracy"]
+    )
     lines = [
-        f"accuracy {percent(m['accuracy'])} (majority baseline {percent(m['majority_baseline']['accuracy'])}), "
-        f"balanced {percent(m['balanced_accuracy'])}; per class: {per_class}"
+        f"accuracy {with_interval(m, 'accuracy')} "
+        f"(majority baseline {percent(m['majority_baseline']['accuracy'])}), "
+        f"balanced {with_interval(m, 'balanced_accuracy')}; per class: {per_class}"
     ]
     if "sensitivity" in m:
-        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-        lines.append(f"sensitivity {percent(m['sensitivity'])}, specificity {percent(m['specificity'])}, ROC AUC {auc}")
+        lines.append(
+            f"sensitivity {with_interval(m, 'sensitivity')}, "
+            f"specificity {with_interval(m, 'specificity')}, "
+            f"ROC AUC {with_interval(m, 'roc_auc')}"
+        )
+    return lines
+
+
+def shift_lines(shift: dict[str, Any]) -> list[str]:
+    """The shift report's verdicts, as ``xraykit shift`` and ``xraykit evaluate`` print them."""
+    if "note" in shift:
+        return [escape(shift["note"])]
+    lines = [
+        f"Shift: {percent(shift['unusual_share'])} of the {shift['images']} images lie beyond 95% of the run's "
+        f"validation images in what the network sees (expected about {percent(shift['expected_unusual_share'])}), "
+        f"{percent(shift['far_share'])} far beyond all of them."
+    ]
+    lines += [escape(f"  - {v}") for v in shift["verdicts"]]
     return lines
 
 
@@ -127,9 +196,30 @@ def print_predictions(results: list[dict[str, Any]], as_json: bool) -> None:
     table.add_column("image")
     table.add_column("label")
     table.add_column("probability", justify="right")
+    hinted = any(r.get("percentile") is not None for r in results)
+    if hinted:
+        table.add_column("unusual?", justify="right")
     for r in results:
-        table.add_row(r["path"], r["label"], f"{r['probability']:.3f}")
+        row = [escape(r["path"]), r["label"], f"{r['probability']:.3f}"]
+        if hinted:
+            row.append(familiarity_hint(r))
+        table.add_row(*row)
     console.print(table)
+    if hinted:
+        console.print(
+            "unusual?: the share of the run's validation images closer to the training images than this one; "
+            "far: well beyond all of them (a hint, not a verdict)."
+        )
+
+
+def familiarity_hint(r: dict[str, Any]) -> str:
+    """``far from the training images (a hint, not a verdict)``, ``unusual (97th percentile)`` or the percentile."""
+    if r.get("percentile") is None:
+        return ""
+    where = f"{100 * r['percentile']:.0f}th percentile"
+    if r.get("far"):
+        return f"far from the training images (a hint, not a verdict; {where})"
+    return f"unusual ({where})" if r.get("unusual") else where
 
 
 def print_explain_scores(s: dict[str, Any], where: Union[str, Path]) -> None:

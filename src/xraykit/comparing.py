@@ -23,6 +23,8 @@ from .loop import Callbacks
 from .progress import callbacks_for
 from .runs import Run
 from .training import train
+from .uncertainty import paired_difference
+from .weights import check_weights
 
 
 def compare(
@@ -59,6 +61,9 @@ def compare(
     taken = [name for name in ("task1.1-scratch", "task1.2-finetune") if (out / name / "config.json").exists()]
     if taken:  # checked before any training, so that a mistaken --out costs nothing and overwrites nothing
         raise XrayError(f"{out}: already holds a run ({taken[0]}/); pick another --out")
+    if finetune_weights is not None or not _demo:  # Task 1.2's weights, found before minutes of Task 1.1
+        default = plugins.strategy("finetune").weights
+        check_weights(backbone, finetune_weights if finetune_weights is not None else default)
     splits = load_data(data, image_size)
     held_out_test(splits, "the data" if isinstance(data, dict) else str(data))
     # Loaded once above, recorded as named.
@@ -80,7 +85,7 @@ def compare(
 
     results = {}
     for label, run in runs.items():
-        metrics = evaluate(run, splits, quiet=quiet)
+        metrics = evaluate(run, splits, quiet=quiet, _splits=splits)
         history = run.history
         metrics["trainable_parameters"] = run.record.trainable_parameters
         metrics["total_parameters"] = run.record.total_parameters
@@ -93,6 +98,7 @@ def compare(
     models = {label: run.load_model() for label, run in runs.items()}
     probs = {label: predict_proba(models[label], test.images, run.backbone) for label, run in runs.items()}
     _side_by_side_misclassified(runs, probs, test, out / "misclassified.png")
+    paired = paired_comparison(probs, test.labels, "Task 1.1: scratch", "Task 1.2: finetune")
     figure_list = [
         ("Train and validation loss per epoch", "loss_curves.png"),
         ("Misclassified test images", "misclassified.png"),
@@ -107,11 +113,26 @@ def compare(
         "notes": notes,
         "validation": runs["Task 1.1: scratch"].record.validation,
         "tasks": results,
+        "paired": paired,
         "seconds": time.perf_counter() - started,
     }
     write_json(out / "metrics.json", summary)
-    report.write_report(out / "report.md", title, runs, results, notes, figure_list)
+    report.write_report(out / "report.md", title, runs, results, notes, figure_list, paired=paired)
     return summary
+
+
+def paired_comparison(probs: dict[str, torch.Tensor], labels: torch.Tensor, a: str, b: str) -> dict[str, Any]:
+    """``b`` minus ``a`` in accuracy on the same images: the difference, its 95% bootstrap interval over the
+    images, and McNemar's exact p-value on the images where exactly one of them is right."""
+    a_right, b_right = probs[a].argmax(1) == labels, probs[b].argmax(1) == labels
+    return {
+        "a": a,
+        "b": b,
+        "images": len(labels),
+        "only_a": int((a_right & ~b_right).sum()),
+        "only_b": int((~a_right & b_right).sum()),
+        **paired_difference(a_right, b_right),
+    }
 
 
 def demo(

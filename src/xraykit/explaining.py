@@ -15,7 +15,7 @@ from torch import nn
 
 from . import figures, plugins, scoring
 from .attribution import evaluating
-from .data.images import load_image
+from .data.images import display_path, load_image
 from .data.loading import DataLike, describe, held_out_test, load_data
 from .errors import XrayError
 from .inference import predict_proba, to_input
@@ -90,16 +90,34 @@ def explain(
     out_dir = Path(out) if out is not None else run.path / "explain"
     map_title = "Class Activation Map" if method == "cam" else f"{method} attribution"
     written = []
-    for i, path in enumerate(map(Path, images)):
+    paths = [Path(p) for p in images]
+    for i, (path, name) in enumerate(zip(paths, figure_names(paths, method))):
         truth = path.parent.name if path.parent.name in run.classes else "unknown"
         title = (
-            f"{path.name}\ntrue {truth}, predicted {run.classes[preds[i]]} ({probs[i, preds[i]]:.2f})\n"
+            f"{display_path(path.name)}\ntrue {truth}, predicted {run.classes[preds[i]]} ({probs[i, preds[i]]:.2f})\n"
             f"{method} for {run.classes[targets[i]]}"
         )
-        dst = out_dir / f"{path.stem}_{method}.png"
+        dst = out_dir / name
         figures.overlay_pairs(batch[i : i + 1], maps[i : i + 1], [title], dst, map_title=map_title)
         written.append(dst)
     return written
+
+
+def figure_names(paths: Sequence[Path], method: str) -> list[str]:
+    """A distinct file name for each image's figure: ``STEM_METHOD.png``, with the parent folder's name in
+    front where two images share a stem (``NORMAL_x_cam.png``, ``PNEUMONIA_x_cam.png``), and a number where
+    even that is shared. Two images never write one figure."""
+    stems = [display_path(p.stem) for p in paths]
+    names = [
+        f"{display_path(p.parent.name)}_{stem}" if stems.count(stem) > 1 and p.parent.name else stem
+        for p, stem in zip(paths, stems)
+    ]
+    out = []
+    for i, name in enumerate(names):
+        out.append(
+            f"{name}-{names[:i].count(name) + 1}_{method}.png" if names.count(name) > 1 else f"{name}_{method}.png"
+        )
+    return out
 
 
 def explain_score(

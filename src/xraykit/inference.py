@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .augment import augment
+from .augment import augment, augment_strong
 from .config import TrainConfig
 from .interfaces import Backbone, XrayData
 
@@ -37,6 +37,27 @@ def resolve_device(name: str = "auto") -> torch.device:
 def to_input(images: torch.Tensor, backbone: Backbone) -> torch.Tensor:
     """``uint8`` images to the float, normalized tensor the network sees."""
     return (images.float() / 255.0 - backbone.mean) / backbone.std
+
+
+def standardize_each_image(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A forward pre-hook: each input image shifted and scaled to mean 0 and standard deviation 1.
+
+    With ``normalize="image"`` the network never sees how bright or how contrasted an image
+    was overall, only its pattern: an exposure or a contrast setting that differs between
+    hospitals changes nothing it sees. As a hook rather than a layer, the model's state dict
+    (and every checkpoint, plugin and CAM layer name) stays the backbone's own.
+    """
+    x = args[0]
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True).clamp(min=1e-3)
+    return ((x - mean) / std, *args[1:])
+
+
+def apply_normalization(model: nn.Module, normalize: str) -> nn.Module:
+    """``model`` made to normalise its input as its run did (``"dataset"``: as it is; ``"image"``: per image)."""
+    if normalize == "image":
+        model.register_forward_pre_hook(standardize_each_image)
+    return model
 
 
 @torch.no_grad()
@@ -125,19 +146,27 @@ class Inputs:
     train_x: torch.Tensor
     val_x: torch.Tensor
     prepare: Forward
-    augment: bool = False
+    backbone: Backbone
+    augment: str = "none"
     seconds: float = 0.0  # spent computing cached features
 
     def train_prepare(self, epoch: int, seed: int) -> Forward:
         """``prepare`` for this epoch's training batches: augmented, from a generator of (seed, epoch), if asked."""
-        if not self.augment:
+        if self.augment == "none":
             return self.prepare
         g = torch.Generator().manual_seed(seed * 7_919 + epoch + distributed.seed_offset())
+        if self.augment == "strong":
+            return partial(_strongly_augmented, backbone=self.backbone, generator=g)
         return partial(_augmented, prepare=self.prepare, generator=g)
 
 
 def _augmented(batch: torch.Tensor, prepare: Forward, generator: torch.Generator) -> torch.Tensor:
     return augment(prepare(batch), generator)
+
+
+def _strongly_augmented(batch: torch.Tensor, backbone: Backbone, generator: torch.Generator) -> torch.Tensor:
+    """``uint8`` images changed in [0, 1] (where gamma and borders mean something), then normalised."""
+    return (augment_strong(batch.float() / 255.0, generator) - backbone.mean) / backbone.std
 
 
 def _unchanged(batch: torch.Tensor) -> torch.Tensor:
@@ -166,7 +195,7 @@ def choose_inputs(
     started, seconds = time.perf_counter(), 0.0
     if (
         config.feature_cache
-        and not config.augment
+        and config.augment == "none"
         and feature_cache_is_exact(model, backbone, train.images[:4], device)
     ):
         say("Backbone frozen: computing its features once and training the head on them (exact).")
@@ -176,7 +205,7 @@ def choose_inputs(
         train_x, val_x = distributed.in_parts(features, train.images), distributed.in_parts(features, val.images)
         prepare = _unchanged
         seconds = time.perf_counter() - started
-    elif config.feature_cache and config.augment and _only_head_trains(model, backbone):
+    elif config.feature_cache and config.augment != "none" and _only_head_trains(model, backbone):
         say("Feature cache off: augmentation changes the backbone's input every epoch.")
     return Inputs(
         accelerated(distributed.wrap(forward), device),
@@ -184,6 +213,7 @@ def choose_inputs(
         train_x,
         val_x,
         prepare,
+        backbone,
         config.augment,
         seconds,
     )

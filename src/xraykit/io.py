@@ -6,7 +6,9 @@ folder whose files all load.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import sys
 import tempfile
@@ -16,20 +18,63 @@ from typing import Any, Iterator
 
 import torch
 
+from .errors import XrayError
+
+
+def _umask() -> int:
+    """The process's umask (read without changing it where Linux allows; else set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _cannot_write(path: Path, exc: BaseException) -> XrayError:
+    """One line for a write that failed: the path, and why (a full disk, no permission, a file in the way)."""
+    from .data.images import display_path
+
+    if isinstance(exc, OSError):
+        why = exc.strerror or type(exc).__name__
+        if exc.errno == errno.ENOSPC:
+            why = "no space left on the disk"
+        elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            why = "a file is in the way where a folder is needed"
+    else:  # torch's zip writer says "PytorchStreamWriter failed writing file ..." for a full disk
+        why = f"the write failed, is the disk full? ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    return XrayError(f"{display_path(path)}: cannot write this file ({why})")
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    The file gets the permissions any new file gets (0666 less the umask), not mkstemp's 0600.
+    A write that fails (full disk, no permission, a file where a folder should be) is an
+    :class:`~xraykit.XrayError` naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:  # reach the disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_umask())
+            with open(tmp_path, "rb+") as f:  # reach the disk before the rename makes it visible
+                os.fsync(f.fileno())
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise _cannot_write(path, exc) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -39,8 +84,24 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def strict(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by ``None``: what strict JSON can hold.
+
+    A value that is undefined (a loss that never was, a ratio of 0 by 0) is ``null``, never
+    the bare ``NaN`` that Python writes and other JSON readers refuse.
+    """
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict(value) for value in data]
+    return data
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """``data`` as strict JSON (no ``NaN`` or ``Infinity``: :func:`strict`), written atomically."""
+    write_text(path, json.dumps(strict(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -50,7 +111,10 @@ def read_json(path: str | os.PathLike) -> Any:
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     """Save tensors and plain Python values, loadable with ``weights_only=True``."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:  # torch's zip writer on a full disk
+            raise _cannot_write(Path(path), exc) from None
 
 
 def save_figure(path: str | os.PathLike, fig: Any) -> None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from . import distributed
 from .config import TrainConfig
+from .errors import XrayError
 from .inference import DeviceLike, Forward, choose_inputs, predict_logits, set_train_mode
 from .interfaces import Backbone, Strategy, XrayData
 from .io import save_torch, write_json
@@ -63,7 +64,7 @@ def fit(
     base_lr = strategy.lr if config.lr is None else config.lr
     optimizer = strategy.optimizer([p for p in model.parameters() if p.requires_grad], lr=base_lr)
     weight = class_weights(train.labels, config.num_classes).to(device) if config.class_weights == "auto" else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     history: list[dict] = []
     best_val_loss, start_epoch = math.inf, 0
     if resume is not None:  # a checkpoint saved at the end of an epoch: continue with the next
@@ -95,11 +96,17 @@ def fit(
             config.batch_size,
             device,
             callbacks,
+            epoch=epoch + 1,
         )
 
         # 4. Validation loss and accuracy, with the model in eval mode.
         model.eval()
         val_loss, val_acc = validate(inputs.eval_forward, inputs.val_x, val.labels, inputs.prepare, loss_fn, 64, device)
+        if not math.isfinite(val_loss):  # weights gone NaN or infinite in the last step: keep the last good checkpoint
+            raise XrayError(
+                f"the validation loss became {val_loss} after epoch {epoch + 1}: training diverged (try a lower --lr); "
+                f"{_kept(run_dir)}"
+            )
         record = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -126,6 +133,11 @@ def fit(
     return history
 
 
+def _kept(run_dir: Path) -> str:
+    last = run_dir / "checkpoints" / "last.pt"
+    return f"{last} (the last finished epoch) is kept" if last.is_file() else "no epoch finished, nothing was saved"
+
+
 # ----------------------------------------------------------------------------- one epoch, one validation
 
 
@@ -140,8 +152,13 @@ def train_one_epoch(
     batch_size: int,
     device: DeviceLike,
     callbacks: Callbacks,
+    epoch: int = 0,
 ) -> float:
-    """One pass over ``inputs`` in ``order``; returns the mean training loss."""
+    """One pass over ``inputs`` in ``order``; returns the mean training loss.
+
+    A loss that becomes NaN or infinite stops the run (an :class:`~xraykit.XrayError` naming
+    ``epoch`` and the batch) before the step that would spread it into the weights.
+    """
     total, seen = 0.0, 0.0
     starts = list(range(0, len(order), batch_size))
     if len(starts) > 1 and len(order) - starts[-1] == 1:
@@ -153,6 +170,11 @@ def train_one_epoch(
         part, share = distributed.batch_part(idx)
         x, y = prepare(inputs[part].to(device)), labels[part].to(device)
         loss = loss_fn(forward(x).float(), y)
+        if not math.isfinite(loss.item()):  # nothing is saved from this epoch: the last checkpoint stays good
+            raise XrayError(
+                f"the training loss became {loss.item()} at epoch {epoch}, batch {b + 1}: training diverged "
+                "(try a lower --lr); the checkpoint of the last finished epoch is kept"
+            )
         optimizer.zero_grad(set_to_none=True)
         (loss * share).backward()
         optimizer.step()

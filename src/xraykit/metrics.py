@@ -11,10 +11,30 @@ from typing import Any, Sequence
 
 import torch
 
+from .errors import XrayError
+
 
 def positive_class(classes: Sequence[str]) -> int:
-    """The class that counts as "positive" for sensitivity: PNEUMONIA if present, else the last."""
-    return list(classes).index("PNEUMONIA") if "PNEUMONIA" in classes else len(classes) - 1
+    """The class that counts as "positive" for sensitivity, chosen by name, whatever the case of its letters:
+    PNEUMONIA if present; else, beside one NORMAL, the other class; else the last.
+
+    The position of a class never decides alone where a name can: with folders ``normal`` and
+    ``Pneumonia`` (sorted by code point, ``Pneumonia`` comes first) the positive class is still
+    ``Pneumonia``. Two classes that both read as PNEUMONIA are an error.
+    """
+    folded = [c.casefold() for c in classes]
+    found = [i for i, c in enumerate(folded) if c == "pneumonia"]
+    if len(found) > 1:
+        raise XrayError(
+            f"classes {', '.join(classes)}: more than one is named PNEUMONIA (ignoring case); "
+            "cannot tell which is the positive class"
+        )
+    if found:
+        return found[0]
+    normal = [i for i, c in enumerate(folded) if c == "normal"]
+    if len(classes) == 2 and len(normal) == 1:
+        return 1 - normal[0]
+    return len(classes) - 1
 
 
 def roc_auc(scores: torch.Tensor, positives: torch.Tensor) -> float | None:
@@ -31,10 +51,25 @@ def _ratio(a: float, b: float) -> float | None:
     return float(a / b) if b else None
 
 
-def compute_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> dict:
-    """All metrics of one evaluation. ``probs`` is ``(N, K)``, rows summing to one."""
+def predictions(probs: torch.Tensor, classes: Sequence[str], threshold: float | None = None) -> torch.Tensor:
+    """The predicted class of each image: the most probable one, or, for two classes and a
+    ``threshold``, the positive class when its probability is at least ``threshold``."""
+    if threshold is None or len(classes) != 2:
+        return probs.argmax(dim=1)
+    p = positive_class(classes)
+    return torch.where(probs[:, p] >= threshold, p, 1 - p)
+
+
+def compute_metrics(
+    probs: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], threshold: float | None = None
+) -> dict:
+    """All metrics of one evaluation. ``probs`` is ``(N, K)``, rows summing to one.
+
+    ``threshold`` (two classes only): call the positive class when its probability is at least
+    this; ``None`` takes the most probable class (0.5, an exact tie going to the first class).
+    """
     k = len(classes)
-    preds = probs.argmax(dim=1)
+    preds = predictions(probs, classes, threshold)
     cm = torch.zeros(k, k, dtype=torch.long)  # rows: true class, columns: predicted
     cm.index_put_((labels, preds), torch.ones_like(labels), accumulate=True)
     support = cm.sum(1)
@@ -60,7 +95,7 @@ def compute_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence
             {
                 "positive_class": classes[p],
                 # argmax of two probabilities: positive above 0.5 (an exact tie goes to the first class)
-                "threshold": 0.5,
+                "threshold": 0.5 if threshold is None else threshold,
                 "sensitivity": sensitivity,
                 "specificity": _ratio(tn, tn + fp),
                 "precision": precision,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .io import write_text
+from .uncertainty import format_interval
 
 CREDIT = (
     "Real chest X-rays: Kermany, Zhang and Goldbaum (2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0."
@@ -43,12 +44,45 @@ def percent(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def with_interval(m: dict[str, Any], key: str, cls: str | None = None) -> str:
+    """``m[key]`` (or ``m[key][cls]``) with its 95% interval when ``m`` holds one: ``91.2% (88.9-93.3)``;
+    ROC AUC as ``0.951 (0.930-0.968)``."""
+    value = m[key] if cls is None else m[key][cls]
+    found = m.get("intervals", {}).get(key)
+    interval = found.get(cls) if isinstance(found, dict) and cls is not None else found
+    is_auc = key == "roc_auc"
+    if value is None:
+        return "n/a"
+    if interval is None:
+        return f"{value:.3f}" if is_auc else percent(value)
+    return format_interval(value, tuple(interval), percent=not is_auc)
+
+
 def _class_accuracy(m: dict[str, Any], c: str) -> str:
-    return percent(m["per_class_accuracy"][c])
+    return with_interval(m, "per_class_accuracy", c)
+
+
+def paired_sentence(paired: dict[str, Any]) -> str:
+    """``Task 1.2 minus Task 1.1 in accuracy, on the same 160 test images: +1.8 points (95% interval ...``."""
+    diff, (lo, hi) = paired["difference"], paired["interval"]
+    p = paired["mcnemar_p"]
+    p_text = f"{p:.2g}" if p >= 0.001 else "< 0.001"
+    a, b = paired["a"].split(":")[0], paired["b"].split(":")[0]
+    return (
+        f"{b} minus {a} in accuracy, on the same {paired['images']} test images: {100 * diff:+.1f} points "
+        f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f}); McNemar's exact p = {p_text} "
+        f"({paired['only_b']} images right only by {b}, {paired['only_a']} only by {a})"
+    )
 
 
 def write_report(
-    path: Path, title: str, runs: dict, results: dict, notes: list[str], figures: list[tuple[str, str]]
+    path: Path,
+    title: str,
+    runs: dict,
+    results: dict,
+    notes: list[str],
+    figures: list[tuple[str, str]],
+    paired: dict[str, Any] | None = None,
 ) -> None:
     first = next(iter(results.values()))
     classes = first["classes"]
@@ -58,18 +92,18 @@ def write_report(
     lines += [f"Data: `{first['data']}`. {next(iter(runs.values())).record.validation}.", ""]
     lines += ["## Test results", "", "| | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("accuracy", lambda m: percent(m["accuracy"])),
-        ("balanced accuracy", lambda m: percent(m["balanced_accuracy"])),
+        ("accuracy", lambda m: with_interval(m, "accuracy")),
+        ("balanced accuracy", lambda m: with_interval(m, "balanced_accuracy")),
     ]
     rows += [(f"accuracy on {c}", partial(_class_accuracy, c=c)) for c in classes]
     if "sensitivity" in first:
         rows += [
-            ("sensitivity", lambda m: percent(m["sensitivity"])),
-            ("specificity", lambda m: percent(m["specificity"])),
+            ("sensitivity", lambda m: with_interval(m, "sensitivity")),
+            ("specificity", lambda m: with_interval(m, "specificity")),
             ("F1", lambda m: percent(m["f1"])),
         ]
     rows += [
-        ("ROC AUC", lambda m: "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"),
+        ("ROC AUC", lambda m: with_interval(m, "roc_auc")),
         (
             "majority baseline",
             lambda m: f"{percent(m['majority_baseline']['accuracy'])} (always {m['majority_baseline']['class']})",
@@ -80,6 +114,15 @@ def write_report(
     ]
     for name, fmt in rows:
         lines.append(f"| {name} | " + " | ".join(fmt(m) for m in results.values()) + " |")
+    if "intervals" in first:
+        lines += [
+            "",
+            "In brackets: 95% intervals; exact binomial for proportions of images, a bootstrap over test "
+            "images (1000 resamples) for balanced accuracy and ROC AUC. Two numbers whose intervals overlap "
+            "may not differ at all.",
+        ]
+    if paired:
+        lines += ["", f"**Paired on the same images.** {paired_sentence(paired)}."]
     lines += ["", "Confusion matrices (rows: true class, columns: predicted; order " + ", ".join(classes) + "):", ""]
     for label, m in results.items():
         lines.append(f"- {label}: `{m['confusion_matrix']}`")

@@ -22,6 +22,7 @@ from torch import nn
 from . import plugins
 from .config import RunRecord, TrainConfig
 from .errors import XrayError
+from .inference import apply_normalization
 from .interfaces import Backbone, XrayData
 from .io import read_json
 from .weights import fit_state_dict, safe_load
@@ -58,7 +59,13 @@ class Run:
     @property
     def history(self) -> list[dict]:
         f = self.path / "history.json"
-        return read_json(f) if f.is_file() else []
+        try:
+            history = read_json(f) if f.is_file() else []
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise XrayError(f"{f}: not readable JSON ({exc}); the checkpoints keep the history too") from None
+        if not isinstance(history, list):
+            raise XrayError(f"{f}: expected a list of epochs, got {type(history).__name__}")
+        return history
 
     @property
     def data_argument(self) -> str | None:
@@ -75,8 +82,8 @@ class Run:
         return plugins.backbone(self.config.backbone)
 
     def check_classes(self, data: XrayData, where: str) -> None:
-        """Refuse data whose classes differ from those the run was trained on."""
-        if tuple(data.classes) != self.classes:
+        """Refuse data whose classes differ from those the run was trained on (in order; the case of letters aside)."""
+        if tuple(c.casefold() for c in data.classes) != tuple(c.casefold() for c in self.classes):
             raise XrayError(
                 f"{where}: classes {', '.join(data.classes)} differ from the run's {', '.join(self.classes)}"
             )
@@ -104,7 +111,7 @@ class Run:
         """The trained network, on the CPU, in eval mode."""
         state = self.load_checkpoint(which)
         backbone = self.backbone
-        model = backbone.build(self.config.num_classes)
+        model = apply_normalization(backbone.build(self.config.num_classes), self.config.normalize)
         fit_state_dict(model, state["model"], backbone, str(self.checkpoint_path(which)), load_head=True)
         return model.eval()
 

@@ -82,8 +82,22 @@ def shift(
     splits = load_data(data, run.config.image_size)
     if split not in splits:
         raise XrayError(f"{describe(data)}: no {split} split to compare (it has: {', '.join(splits)})")
-    new = splits[split]
-    model = run.load_model(which)
+    return compare_images(run, splits[split], describe(data), which=which, out=out, split=split, show=show)
+
+
+def compare_images(
+    run: Run,
+    new: XrayData,
+    label: str,
+    *,
+    which: Optional[str] = None,
+    model: Optional[nn.Module] = None,
+    out: Optional[Union[str, Path]] = None,
+    split: str = "test",
+    show: int = 12,
+) -> dict[str, Any]:
+    """:func:`shift` on images already loaded (``label`` names them); ``model``: the run's, if loaded."""
+    model = model.cpu() if model is not None else run.load_model(which)
     reference = run_reference(run, which, model)
     scores = score(reference, model, run.backbone, new.images)
     stats = intensity_stats(new.images)
@@ -117,7 +131,7 @@ def shift(
     order = scores["distance"].argsort(descending=True)[:show]
     report: dict[str, Any] = {
         "run": str(run.path),
-        "data": describe(data),
+        "data": label,
         "split": split,
         "checkpoint": run.checkpoint_path(which).name,
         "images": len(new),
@@ -137,7 +151,7 @@ def shift(
         ],
     }
     write_json(out_dir / "shift.json", report)
-    save_figure(out_dir / "shift.png", distance_figure(reference, scores["distance"], describe(data)))
+    save_figure(out_dir / "shift.png", distance_figure(reference, scores["distance"], label))
     titles = [
         f"{Path(m['path']).name[:24]}\npercentile {100 * m['percentile']:.0f}" + (" (far)" if m["far"] else "")
         for m in report["most_unusual"]

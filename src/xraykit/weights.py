@@ -91,6 +91,7 @@ def fit_state_dict(
                 f"{source}: no tensor '{key}' (expected shape {tuple(want.shape)}); is it a {backbone.name} checkpoint?"
             )
         got = state[key]
+        _check_values(got, want, key, source)
         if got.shape == want.shape:
             new[key] = got
         elif (
@@ -115,6 +116,33 @@ def fit_state_dict(
             f"is it a {backbone.name} checkpoint?"
         )
     model.load_state_dict(new, strict=False)
+
+
+def _check_values(got: torch.Tensor, want: torch.Tensor, key: str, source: str) -> None:
+    """Refuse a tensor whose kind of number differs from the model's, or that holds NaN or infinity.
+
+    ``load_state_dict`` would cast integers or booleans to floats without a word, and NaN
+    or infinite weights give NaN outputs that still argmax to a class: plausible-looking
+    numbers from a broken file.
+    """
+    if want.is_floating_point() != got.is_floating_point() or (got.dtype == torch.bool) != (want.dtype == torch.bool):
+        kind = "floating-point numbers" if want.is_floating_point() else f"{want.dtype} values"
+        raise CheckpointError(f"{source}: tensor '{key}' holds {got.dtype} values, the model needs {kind}")
+    if got.is_floating_point() or got.is_complex():
+        bad = int((~torch.isfinite(got)).sum())
+        if bad:
+            what = "NaN" if bool(torch.isnan(got).any()) else "infinite"
+            raise CheckpointError(
+                f"{source}: tensor '{key}' holds {bad} {what} value{'s' if bad != 1 else ''} "
+                f"(of {got.numel()}); a model with such weights gives meaningless outputs"
+            )
+
+
+def check_finite_state(state: Mapping[str, Any], source: str) -> None:
+    """Every floating-point tensor of ``state`` finite, or an error naming ``source`` and the first that is not."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            _check_values(value, value, key, source)
 
 
 def download(url: str, dst: Path) -> None:
@@ -171,3 +199,15 @@ def load_weights(
         state = backbone.adapt_state_dict(state)
     fit_state_dict(model, state, backbone, str(path), load_head)
     return f"weights from {path}"
+
+
+def check_weights(backbone_name: str, weights: Optional[str]) -> None:
+    """Load ``weights`` into a throwaway model of ``backbone_name``, or raise what training would raise.
+
+    ``compare`` calls it before training Task 1.1, so that ImageNet weights missing offline
+    (or a ``--weights`` file that does not fit) are found in seconds, not after minutes of training.
+    """
+    from . import plugins
+
+    backbone = plugins.backbone(backbone_name)
+    load_weights(backbone.build(2), backbone, weights)

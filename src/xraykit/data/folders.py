@@ -75,14 +75,21 @@ def class_folders(split_dir: Path) -> list[Path]:
     for p in entries:
         if _is_broken_link(p) and not is_image_file(p):
             raise XrayError(f"{display_path(p)}: {_broken_link_problem(p)}, where a class folder was expected")
-    found = [p for p in entries if p.is_dir()]
+    # Sorted regardless of case, so that the label order is the same for NORMAL/ and normal/.
+    found = sorted((p for p in entries if p.is_dir()), key=lambda p: (p.name.casefold(), p.name))
     if not found:
         raise XrayError(f"{display_path(split_dir)}: no class folders (expected e.g. NORMAL/ and PNEUMONIA/)")
     for p in found:
-        if display_path(p.name) != p.name:
+        if os.fsencode(p.name).decode("utf-8", "backslashreplace") != p.name:
             raise XrayError(
                 f"{display_path(p)}: class folder name is not valid UTF-8; rename it (class names "
                 "appear in reports, figures and JSON files)"
+            )
+    for a, b in zip(found, found[1:]):
+        if a.name.casefold() == b.name.casefold():
+            raise XrayError(
+                f"{display_path(split_dir)}: class folders {display_path(a.name)} and {display_path(b.name)} "
+                "differ only in case; merge them into one"
             )
     return found
 
@@ -116,17 +123,20 @@ def list_images(
     names = tuple(f.name for f in folders)
     if classes is None:
         classes = names
-    elif set(names) != set(classes):
+    elif {n.casefold() for n in names} != {c.casefold() for c in classes}:
         raise XrayError(
             f"{display_path(split_dir)}: class folders {', '.join(names)} "
             f"differ from the training split's {', '.join(classes)}"
         )
+    # Matched without regard to case (val/pneumonia is train/PNEUMONIA); labels follow ``classes``.
+    folder_of = {f.name.casefold(): f for f in folders}
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        files = _image_files(split_dir / name)
+        folder = folder_of[name.casefold()]
+        files = _image_files(folder)
         if not files:
-            raise XrayError(_no_images(split_dir / name))
+            raise XrayError(_no_images(folder))
         paths += files
         labels += [label] * len(files)
     return paths, labels, classes

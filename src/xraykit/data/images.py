@@ -44,9 +44,15 @@ def display_path(path: str | os.PathLike) -> str:
     r"""``path`` as text any terminal can print: bytes of a non-UTF-8 name appear as ``\xff``.
 
     Linux file names are bytes; Python keeps undecodable ones as lone surrogates, which
-    crash ``print`` on a UTF-8 terminal. Every message about a file shows it this way.
+    crash ``print`` on a UTF-8 terminal. Control characters (a newline, a tab, an escape)
+    appear as ``\n``, ``\t``, ``\x1b``: a name holding one must not break a one-line message
+    in two, or drive the terminal. Every message about a file shows it this way.
     """
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text) if _CONTROL.search(text) else text
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _file_problem(path: Path) -> Optional[str]:
@@ -177,6 +183,10 @@ def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
                 # Let libjpeg decode at a reduced scale: a 2000 px X-ray resized to 224
                 # needs only an eighth of the DCT work.
                 img.draft("L", (size, size))
+            # Decode every pixel now: a damaged PNG (flipped bytes in its IDAT data, a header
+            # promising more rows than the data holds) raises here, before _upright, which
+            # ignores errors in metadata, could swallow it and leave a half-filled image.
+            img.load()
             arr = np.asarray(_to_gray8(_upright(img), size), dtype=np.uint8)
     except ImageError:
         raise

@@ -64,6 +64,10 @@ def load_npz(path: str | Path, image_size: int) -> dict[str, XrayData]:
         images = torch.from_numpy(arrays[f"{split}_images"])
         if images.dtype != torch.uint8 or images.dim() not in (3, 4):
             raise XrayError(f"{path}: {split}_images must be uint8 N x H x W, got {images.dtype} {tuple(images.shape)}")
+        if images.shape[1] == 0 or images.shape[2] == 0:
+            raise XrayError(f"{path}: {split}_images are {tuple(images.shape[1:3])} pixels each, images need some")
+        if len(images) == 0:
+            raise XrayError(f"{path}: {split}_images holds no images (an empty {split} split)")
         labels = _labels(path, split, arrays[f"{split}_labels"], len(images))
         if images.dim() == 4:  # N x H x W x C -> gray
             images = images.float().mean(-1).round().to(torch.uint8)
@@ -82,4 +86,12 @@ def load_npz(path: str | Path, image_size: int) -> dict[str, XrayData]:
         )
     if not splits:
         raise XrayError(f"{path}: no train_images, val_images or test_images arrays (is this a MedMNIST file?)")
+    if "train" in splits:
+        present = sorted(set(splits["train"].labels.tolist()))
+        if len(present) < len(CLASSES):
+            only = ", ".join(CLASSES[i] for i in present)
+            raise XrayError(
+                f"{path}: train_labels hold one class only ({only}); a classifier needs images of both "
+                "(0 normal, 1 pneumonia)"
+            )
     return splits

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from functools import partial
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
@@ -127,8 +127,7 @@ def synthesize(
     >>> data.images.shape, data.classes
     (torch.Size([4, 1, 32, 32]), ('NORMAL', 'PNEUMONIA'))
     """
-    if n < 1 or size < 16:
-        raise ValueError("need n >= 1 and size >= 16")
+    check_options(n, size, seed, lesion_contrast, low=1)
     images, labels, masks = [], [], []
     for i in range(n):
         img, label, mask = synthesize_one(i, size, seed, lesion_contrast, pneumonia_fraction)
@@ -144,8 +143,29 @@ def synthesize(
     )
 
 
+MAX_SIZE = 1024  # as for training (config.MAX_IMAGE_SIZE): larger synthetic chests teach nothing more
+
+
+def check_options(n: Any, size: Any, seed: Any, lesion_contrast: Any, low: int) -> None:
+    """Refuse, in one line, a count, size, seed or contrast the generator cannot draw from."""
+    from ..errors import XrayError
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not whole(n) or n < low:
+        raise XrayError(f"synthetic data needs n of at least {low} images, got {n!r}")
+    if not whole(size) or not 16 <= size <= MAX_SIZE:
+        raise XrayError(f"synthetic images need a size from 16 to {MAX_SIZE} pixels, got {size!r}")
+    if not whole(seed) or seed < 0:
+        raise XrayError(f"synthetic data needs a seed of at least 0, got {seed!r}")
+    if not isinstance(lesion_contrast, (int, float)) or not 0 <= lesion_contrast <= 1:  # also refuses NaN
+        raise XrayError(f"lesion contrast must be a number from 0 to 1, got {lesion_contrast!r}")
+
+
 def synthetic_splits(n: int = 640, size: int = 64, seed: int = 0, lesion_contrast: float = 0.35) -> dict[str, XrayData]:
     """Train, val and test sets from independent seeds: ``n`` training images, ``n // 4`` each for val and test."""
+    check_options(n, size, seed, lesion_contrast, low=1)
     small = max(n // 4, 2)
     return {
         "train": synthesize(n, size, seed * 3, lesion_contrast),
@@ -165,18 +185,30 @@ def synth(out: Union[str, Path], n: int = 200, size: int = 224, seed: int = 0, l
 
     from ..errors import XrayError
     from ..io import atomic_path
+    from .images import display_path
 
-    if n < 4 or size < 16:
-        raise XrayError(f"synth needs n of at least 4 and size of at least 16, got n {n} and size {size}")
+    check_options(n, size, seed, lesion_contrast, low=4)
     out = Path(out)
-    for split, data in synthetic_splits(n, size, seed, lesion_contrast).items():
-        assert data.masks is not None and data.patients is not None  # synthesize() always draws both
-        for i in range(len(data)):
-            cls = data.classes[data.labels[i]]
-            name = f"{data.patients[i]}.png"
-            image, mask = data.images[i, 0], data.masks[i].to(torch.uint8) * 255
-            for folder, pixels in ((out / split / cls, image), (out / "masks" / split / cls, mask)):
-                folder.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise XrayError(f"{display_path(out)}: not a folder (a file is in the way)")
+    if out.is_dir():
+        try:
+            held = [p for p in out.iterdir() if not p.name.startswith(".")]
+        except OSError as exc:
+            raise XrayError(f"{display_path(out)}: cannot list this folder ({exc.strerror})") from None
+        if held:  # writing into it would mix two data sets (another size, seed or count) without a word
+            raise XrayError(
+                f"{display_path(out)}: already holds files ({display_path(held[0].name)}, ...); "
+                "synth writes a new data set into an empty or new folder"
+            )
+    # One image at a time, exactly as synthetic_splits() draws them, so memory does not grow with n.
+    small = max(n // 4, 2)
+    plan = (("train", n, seed * 3), ("val", small, seed * 3 + 1), ("test", small, seed * 3 + 2))
+    for split, count, split_seed in plan:
+        for i in range(count):
+            image, label, mask = synthesize_one(i, size, split_seed, lesion_contrast)
+            cls, name, drawn = CLASSES[label], f"synth-{split_seed}-{i:05d}.png", mask.to(torch.uint8) * 255
+            for folder, pixels in ((out / split / cls, image), (out / "masks" / split / cls, drawn)):
                 with atomic_path(folder / name) as tmp:
                     Image.fromarray(pixels.numpy(), mode="L").save(tmp, format="PNG")
     return out
