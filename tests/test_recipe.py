@@ -52,16 +52,8 @@ def test_a_dataset_normalised_model_does_see_brightness():
 
 
 def test_the_strong_recipe_is_recorded_and_its_model_normalises_each_image_when_loaded_again(tmp_path):
-    run = xraykit.train(
-        "synthetic:n=64,seed=0",
-        "scratch",
-        recipe="strong",
-        epochs=1,
-        batch_size=16,
-        image_size=32,
-        out=tmp_path / "run",
-        quiet=True,
-    )
+    tiny = dict(epochs=1, batch_size=16, image_size=32, quiet=True)
+    run = xraykit.train("synthetic:n=64,seed=0", "scratch", recipe="strong", out=tmp_path / "run", **tiny)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert {k: saved[k] for k in RECIPES["strong"]} == RECIPES["strong"]
     model = xraykit.Run(tmp_path / "run").load_model()

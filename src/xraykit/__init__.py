@@ -54,7 +54,7 @@ from .runs import Run
 from .shift_report import shift
 from .training import resume, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Backbone",

@@ -22,10 +22,10 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     scale = _uniform(n, 0.92, 1.08, g)
     tx, ty = _uniform(n, -0.05, 0.05, g), _uniform(n, -0.05, 0.05, g)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    contrast, brightness = _uniform(n, 0.9, 1.1, g), _uniform(n, -0.1, 0.1, g)
+    contrast, brightness = _uniform(n, 0.9, 1.1, g).to(x.device), _uniform(n, -0.1, 0.1, g).to(x.device)
     return x * contrast.view(-1, 1, 1, 1) + brightness.view(-1, 1, 1, 1)
 
 
@@ -60,8 +60,8 @@ def augment_strong(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     if float(torch.rand(1, generator=g)) < 0.3:
         small = max(2, round(size / float(_uniform(1, 1.0, 3.0, g))))
         x = F.interpolate(F.interpolate(x, size=small, mode="area"), size=size, mode="bilinear", align_corners=False)
-    noise = _uniform(n, 0, 0.04, g).view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g)
-    x = x + noise.to(x.device)
+    noise = _uniform(n, 0, 0.04, g).to(x.device).view(-1, 1, 1, 1) * _randn_like(x, g)
+    x = x + noise
     framed = (torch.rand(n, generator=g) < 0.3).tolist()
     widths = (_uniform(n, 0.0, 0.1, g) * size).round().long().tolist()
     for i in range(n):
@@ -69,3 +69,12 @@ def augment_strong(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
             w = widths[i]
             x[i, :, :w, :], x[i, :, -w:, :], x[i, :, :, :w], x[i, :, :, -w:] = 0, 0, 0, 0
     return x.clamp(0, 1)
+
+
+def _randn_like(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, on its device: drawn from ``g`` on the CPU; on a GPU from a
+    generator there, seeded from ``g`` (the CPU's stream, and its results, stay as they were)."""
+    if x.device.type == "cpu":
+        return torch.randn(x.shape, generator=g)
+    on_device = torch.Generator(device=x.device).manual_seed(int(torch.randint(2**62, (1,), generator=g)))
+    return torch.randn(x.shape, generator=on_device, device=x.device)

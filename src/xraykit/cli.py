@@ -18,12 +18,30 @@ from .cli_support import console, friendly
 from .data import synthetic
 from .errors import XrayError
 
+PRECISION_HELP = "'32' (float32), 'bf16-mixed' (bfloat16 autocast) or 'auto' (float32 on a CPU, bf16-mixed on a GPU)."
 app = typer.Typer(
     help="Learn, teach and practise deep learning on chest X-rays (ResNet-18 from scratch and fine-tuned, CAM).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # xraykit --install-completion: Tab completes commands and options (docs/install.md)
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"xraykit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print xraykit's version and exit."
+    ),
+) -> None:
+    """Learn, teach and practise deep learning on chest X-rays (ResNet-18 from scratch and fine-tuned, CAM)."""
 
 
 @app.command()
@@ -65,10 +83,10 @@ def train(
         None, help="Starting weights: 'imagenet', 'none' or a file PATH. Default: the task's."
     ),
     epochs: Optional[int] = typer.Option(
-        None, help="Epochs to train [default: 10]; with --resume, the new total (default: the run's)."
+        None, help="Epochs to train (default: 10); with --resume, the new total (default: the run's)."
     ),
     lr: Optional[float] = typer.Option(None, help="Learning rate. Default: the task's (1e-3 scratch, 1e-4 finetune)."),
-    batch_size: int = typer.Option(32),
+    batch_size: int = typer.Option(32, help="Images per training step."),
     image_size: int = typer.Option(224, help="Images are resized to SIZE x SIZE."),
     seed: int = typer.Option(0, help="Seed for init, data order, augmentation and the validation split."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
@@ -99,6 +117,8 @@ def train(
         None, help="Checkpoint used for evaluation: 'last' or 'best' (lowest val loss)."
     ),
     feature_cache: bool = typer.Option(True, help="Train a frozen backbone's head on cached features (exact)."),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    compile: bool = typer.Option(False, help="Compile the model with torch.compile (a C++ compiler; slow to start)."),
     skip_bad: bool = typer.Option(False, help="Warn about unreadable images and train on the rest."),
     resume: Optional[Path] = typer.Option(
         None,
@@ -141,6 +161,7 @@ def evaluate(
     which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
     out: Optional[Path] = typer.Option(None, help="Where to write metrics.json and figures. Default: the run folder."),
     device: str = typer.Option("auto"),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     skip_bad: bool = typer.Option(False, help="Warn about unreadable images and evaluate the rest."),
     threshold: str = typer.Option(
         "0.5",
@@ -154,7 +175,15 @@ def evaluate(
     """Test accuracy overall and per class, sensitivity, specificity, ROC AUC, each with its 95% interval;
     calibration, misclassified images, and how far the test images are from the training ones."""
     metrics = evaluation.evaluate(
-        run, data, which=which, out=out, device=device, skip_bad=skip_bad, threshold=threshold, adapt=adapt
+        run,
+        data,
+        which=which,
+        out=out,
+        device=device,
+        precision=precision,
+        skip_bad=skip_bad,
+        threshold=threshold,
+        adapt=adapt,
     )
     for line in cli_support.metrics_lines(metrics):
         console.print(line)
@@ -175,12 +204,13 @@ def compare(
         None, "--weights", help="Task 1.2's starting weights: 'imagenet' (default) or PATH."
     ),
     epochs: int = typer.Option(10),
-    batch_size: int = typer.Option(32),
+    batch_size: int = typer.Option(32, help="Images per training step."),
     image_size: int = typer.Option(224),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
     recipe: str = typer.Option("report"),
     val_from_train: Optional[float] = typer.Option(None),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     quiet: bool = typer.Option(False),
 ):
     """Both tasks on the same data and split, then one page comparing them (report.md)."""
@@ -199,9 +229,10 @@ def predict(
     images: List[Path] = typer.Argument(..., help="Image files."),
     which: Optional[str] = typer.Option(None),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
 ):
     """Label and probability for each image."""
-    results = evaluation.predict(run, images, which=which)
+    results = evaluation.predict(run, images, which=which, precision=precision)
     cli_support.print_predictions(results, as_json)
 
 
@@ -216,10 +247,11 @@ def explain(
     option: List[str] = typer.Option(
         [], "--option", "-o", help="An explainer option KEY=VALUE, e.g. patch=16 (repeatable)."
     ),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
 ):
     """Original beside its heatmap overlay, for each image."""
     options: dict[str, Any] = dict(cli_support.parse_option(o) for o in option)
-    for path in explaining.explain(run, images, method=method, target=target, out=out, **options):
+    for path in explaining.explain(run, images, method=method, target=target, out=out, precision=precision, **options):
         console.print(f"wrote {path}")
     for path, hint in zip(images, evaluation.familiarity_of_files(run, images)):
         if hint and hint["far"]:

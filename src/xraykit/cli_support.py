@@ -158,9 +158,7 @@ def metrics_lines(m: dict[str, Any]) -> list[str]:
 
 
 def _number_lines(m: dict[str, Any]) -> list[str]:
-    per_class = ", ".join(
-        f"{c} {with_interval(m, 'per_class_accuracy', c)}" for c in m["per_class_accuracy"]
-    )
+    per_class = ", ".join(f"{c} {with_interval(m, 'per_class_accuracy', c)}" for c in m["per_class_accuracy"])
     lines = [
         f"accuracy {with_interval(m, 'accuracy')} "
         f"(majority baseline {percent(m['majority_baseline']['accuracy'])}), "

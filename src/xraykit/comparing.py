@@ -40,6 +40,7 @@ def compare(
     recipe: str = "report",
     finetune_weights: Optional[str] = None,
     val_from_train: Optional[float] = None,
+    precision: Union[str, int] = "auto",
     quiet: bool = False,
     title: str = "Task 1.1 (from scratch) vs Task 1.2 (fine-tuning)",
     _demo: bool = False,
@@ -56,6 +57,7 @@ def compare(
         device=device,
         recipe=recipe,
         val_from_train=val_from_train,
+        precision=precision,
     )
     TrainConfig.for_recipe(**common)  # the options, checked before any image is loaded
     taken = [name for name in ("task1.1-scratch", "task1.2-finetune") if (out / name / "config.json").exists()]
@@ -85,7 +87,7 @@ def compare(
 
     results = {}
     for label, run in runs.items():
-        metrics = evaluate(run, splits, quiet=quiet, _splits=splits)
+        metrics = evaluate(run, splits, device=device, precision=precision, quiet=quiet, _splits=splits)
         history = run.history
         metrics["trainable_parameters"] = run.record.trainable_parameters
         metrics["total_parameters"] = run.record.total_parameters

@@ -20,38 +20,39 @@ from typing import Any, Optional
 
 from .errors import XrayError
 
+# The published coursework's recipe: plain Adam, no augmentation, unweighted loss, last epoch.
+_REPORT: dict[str, Any] = dict(
+    augment="none",
+    normalize="dataset",
+    label_smoothing=0.0,
+    class_weights="none",
+    balanced_sampler=False,
+    schedule="constant",
+    select="last",
+)
 RECIPES: dict[str, dict[str, Any]] = {
-    # The published coursework's recipe: plain Adam, no augmentation, unweighted loss, last epoch.
-    "report": dict(
-        augment="none",
-        normalize="dataset",
-        label_smoothing=0.0,
-        class_weights="none",
-        balanced_sampler=False,
-        schedule="constant",
-        select="last",
-    ),
+    "report": _REPORT,
     # A recipe whose numbers travel to X-rays from elsewhere (docs/results.md, benchmarks/robustness.py):
     # strong augmentation that covers acquisition shifts (exposure, contrast, blur, resolution, noise,
     # framing, borders), each image standardised by its own mean and spread, class weights for the
     # 3:1 imbalance with label smoothing, a cosine schedule, and the last epoch: a checkpoint chosen
     # by the lowest loss on validation images from the training hospital was, on the official test
     # images, the worse one.
-    "strong": dict(
-        augment="strong",
-        normalize="image",
-        label_smoothing=0.1,
-        class_weights="auto",
-        balanced_sampler=False,
-        schedule="cosine",
-        select="last",
-    ),
+    "strong": {
+        **_REPORT,
+        "augment": "strong",
+        "normalize": "image",
+        "label_smoothing": 0.1,
+        "class_weights": "auto",
+        "schedule": "cosine",
+    },
 }
 AUGMENTATIONS = ("none", "light", "strong")
 NORMALIZATIONS = ("dataset", "image")
 SCHEDULES = ("constant", "cosine")
 SELECTIONS = ("last", "best")
 CLASS_WEIGHTS = ("none", "auto")
+PRECISIONS = ("32", "bf16-mixed", "auto")  # Lightning's words; inference.resolve_precision decides what auto means
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -74,6 +75,7 @@ class RunRecord:
     skipped_files: list[str] = field(default_factory=list)
     skip_bad: bool = False
     versions: dict[str, str] = field(default_factory=dict)
+    precision: str = ""  # what the run trains in, "32" or "bf16-mixed" (its config's auto resolved); "": older runs
 
     @classmethod
     def from_dict(cls, d: Any) -> RunRecord:
@@ -105,6 +107,8 @@ class TrainConfig:
     schedule: str = "constant"
     select: str = "last"
     feature_cache: bool = True
+    precision: str = "auto"  # 32 (float32), bf16-mixed (bfloat16 autocast) or auto; the run's is in record.precision
+    compile: bool = False  # torch.compile the model (a C++ compiler needed; slow to start)
     val_from_train: Optional[float] = None
     num_classes: int = 2
     classes: list[str] = field(default_factory=list)
@@ -124,7 +128,10 @@ class TrainConfig:
         _one_of("normalize", self.normalize, NORMALIZATIONS)
         smoothing_ok = _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 0.5
         _require("label_smoothing", self.label_smoothing, smoothing_ok, "a number from 0 to 0.5 (exclusive)")
-        for name in ("balanced_sampler", "feature_cache"):
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):  # the API's precision=32
+            self.precision = str(self.precision)
+        _one_of("precision", self.precision, PRECISIONS)
+        for name in ("balanced_sampler", "feature_cache", "compile"):
             _require(name, getattr(self, name), isinstance(getattr(self, name), bool), "true or false")
         _whole("epochs", self.epochs, 1)
         _whole("batch_size", self.batch_size, 1)

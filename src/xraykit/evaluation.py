@@ -36,7 +36,7 @@ from .data.images import load_image
 from .data.loading import DataLike, choose_validation, data_name, describe, held_out_test, load_data
 from .errors import XrayError
 from .explaining import explain_maps
-from .inference import predict_logits, resolve_device, to_input
+from .inference import accelerated, predict_logits, resolve_device, resolve_precision, to_input
 from .interfaces import Backbone, XrayData
 from .io import save_figure, write_json
 from .metrics import compute_metrics, positive_class, predictions
@@ -56,6 +56,7 @@ def evaluate(
     which: Optional[str] = None,
     out: Optional[Union[str, Path]] = None,
     device: str = "auto",
+    precision: Union[str, int] = "auto",
     skip_bad: bool = False,
     cam: bool = True,
     quiet: bool = False,
@@ -76,6 +77,7 @@ def evaluate(
     ``metrics["adapted"]``. When ``data`` is not the data the run was trained on,
     ``metrics["shift"]`` says how far its test images are from the training ones.
 
+    ``precision``: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (:func:`xraykit.inference.resolve_precision`).
     ``quiet`` keeps the names of skipped unreadable files (``skip_bad``) off the terminal;
     ``metrics.json`` lists them either way.
     """
@@ -98,7 +100,8 @@ def evaluate(
     run.check_classes(test, describe(data))
     model, bb = run.load_model(which), run.backbone
     dev = resolve_device(device)
-    logits = _logits(model, test.images, bb, dev)
+    how = resolve_precision(precision, dev)
+    logits = _logits(model, test.images, bb, dev, how)
     probs = logits.softmax(1)
 
     val: Optional[XrayData] = None
@@ -107,7 +110,7 @@ def evaluate(
         val = validation_images(run, _splits)
     except XrayError as exc:
         val_note = str(exc)
-    val_logits = None if val is None else _logits(model, val.images, bb, dev)
+    val_logits = None if val is None else _logits(model, val.images, bb, dev, how)
 
     chosen: Optional[float] = None  # None: the most probable class (argmax), the plain 0.5
     if rule != 0.5:
@@ -164,9 +167,12 @@ def evaluate(
     return metrics
 
 
-def _logits(model: nn.Module, images: torch.Tensor, backbone: Backbone, device: torch.device) -> torch.Tensor:
+def _logits(
+    model: nn.Module, images: torch.Tensor, backbone: Backbone, device: torch.device, precision: str = "32"
+) -> torch.Tensor:
     model.eval().to(device)
-    return predict_logits(model, images, partial(to_input, backbone=backbone), 64, device)
+    forward = accelerated(model, device, precision)
+    return predict_logits(forward, images, partial(to_input, backbone=backbone), 64, device)
 
 
 def _adaptations(adapt: Union[str, Sequence[str]]) -> list[str]:
@@ -394,7 +400,12 @@ def _shift_check(
 
 
 def predict(
-    run: RunLike, images: Sequence[Union[str, Path]], *, which: Optional[str] = None, device: str = "auto"
+    run: RunLike,
+    images: Sequence[Union[str, Path]],
+    *,
+    which: Optional[str] = None,
+    device: str = "auto",
+    precision: Union[str, int] = "auto",
 ) -> list[dict[str, Any]]:
     """Label and probabilities for each image file, and a hint of how unusual it is.
 
@@ -408,7 +419,8 @@ def predict(
         raise XrayError("no images given")
     batch = torch.stack([load_image(p, run.config.image_size) for p in images])
     model = run.load_model(which)
-    probs = _logits(model, batch, run.backbone, resolve_device(device)).softmax(1)
+    dev = resolve_device(device)
+    probs = _logits(model, batch, run.backbone, dev, resolve_precision(precision, dev)).softmax(1)
     hints = familiarity(run, batch, which, model)
     results = []
     for i, (path, p) in enumerate(zip(images, probs)):

@@ -18,7 +18,7 @@ from .attribution import evaluating
 from .data.images import display_path, load_image
 from .data.loading import DataLike, describe, held_out_test, load_data
 from .errors import XrayError
-from .inference import predict_proba, to_input
+from .inference import autocast, predict_proba, resolve_precision, to_input
 from .interfaces import Backbone
 from .io import write_json
 from .runs import Run, RunLike
@@ -69,12 +69,14 @@ def explain(
     target: str = "predicted",
     out: Optional[Union[str, Path]] = None,
     which: Optional[str] = None,
+    precision: Union[str, int] = "auto",
     **options: Any,
 ) -> list[Path]:
     """For each image, the original beside its attribution overlay; returns the PNG paths.
 
     ``target`` is a class name or ``predicted``. The true label is shown when the image
-    sits in a folder named after a class (``.../PNEUMONIA/x.jpeg``).
+    sits in a folder named after a class (``.../PNEUMONIA/x.jpeg``). ``precision`` (``"32"``,
+    ``"bf16-mixed"``, ``"auto"``: float32 on the CPU) is that of the prediction and the maps.
     """
     run = Run.open(run)
     if not images:
@@ -83,10 +85,13 @@ def explain(
         raise XrayError(f"Unknown target '{target}'. Known: predicted, {', '.join(run.classes)}")
     model, bb = run.load_model(which), run.backbone
     batch = torch.stack([load_image(p, run.config.image_size) for p in images])
-    probs = predict_proba(model, batch, bb)
+    cpu = torch.device("cpu")
+    how = resolve_precision(precision, cpu)
+    probs = predict_proba(model, batch, bb, precision=how)
     preds = probs.argmax(1)
     targets = preds if target == "predicted" else torch.full_like(preds, run.classes.index(target))
-    maps = explain_maps(model, bb, batch, targets, method, **options)
+    with autocast(how, cpu):
+        maps = explain_maps(model, bb, batch, targets, method, **options).float()
     out_dir = Path(out) if out is not None else run.path / "explain"
     map_title = "Class Activation Map" if method == "cam" else f"{method} attribution"
     written = []

@@ -7,16 +7,18 @@ Training, evaluation and explanation all go through these, so a model sees one k
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Union
+from typing import Callable, ContextManager, Union
 
 import torch
 from torch import nn
 
 from . import distributed
 from .augment import augment, augment_strong
-from .config import TrainConfig
+from .config import PRECISIONS, TrainConfig
+from .errors import XrayError
 from .interfaces import Backbone, XrayData
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -67,19 +69,25 @@ def predict_logits(
     """``forward(prepare(batch))`` over ``inputs`` in batches, on ``device``; the logits on the CPU."""
     out = []
     for start in range(0, len(inputs), batch_size):
-        batch = prepare(inputs[start : start + batch_size].to(device))
-        out.append(forward(batch).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
+        batch = prepare(to_device(inputs[start : start + batch_size], device))
+        out.append(forward(batch).float())
+    return torch.cat(out).cpu() if out else torch.empty(0)
 
 
 def predict_proba(
-    model: nn.Module, images: torch.Tensor, backbone: Backbone, batch_size: int = 64, device: DeviceLike = "cpu"
+    model: nn.Module,
+    images: torch.Tensor,
+    backbone: Backbone,
+    batch_size: int = 64,
+    device: DeviceLike = "cpu",
+    precision: str = "32",
 ) -> torch.Tensor:
-    """Class probabilities ``(N, num_classes)`` for ``uint8`` images ``(N, 1, H, W)``."""
+    """Class probabilities ``(N, num_classes)`` for ``uint8`` images ``(N, 1, H, W)`` (``precision`` resolved)."""
     device = torch.device(device)
     was_training = model.training
     model.eval().to(device)
-    logits = predict_logits(model, images, partial(to_input, backbone=backbone), batch_size, device)
+    forward = accelerated(model, device, precision)
+    logits = predict_logits(forward, images, partial(to_input, backbone=backbone), batch_size, device)
     model.train(was_training)
     return logits.softmax(dim=1)
 
@@ -101,23 +109,88 @@ def head_inputs(
     return torch.cat(captured)
 
 
-def accelerated(forward: Forward, device: torch.device) -> Forward:
-    """``forward`` under bfloat16 autocast with channels-last inputs on CUDA; anywhere else ``forward`` itself.
+def resolve_precision(name: Union[str, int], device: torch.device) -> str:
+    """What ``--precision name`` trains and predicts in on ``device``: ``"32"`` or ``"bf16-mixed"``.
 
-    On the CPU, bf16 autocast was 1.9x faster but its gradients 28% off, and channels-last 1.3x
-    faster but 8 times further from the exact gradient than plain float32 (docs/performance.md):
-    the CPU keeps plain float32, bit for bit as before.
+    ``32`` and ``bf16-mixed`` are themselves. ``auto``, until ``benchmarks/precision.py`` has
+    measured over three seeds whether bfloat16 learns as well as float32 (docs/performance.md,
+    "Precision"; the benchmark decides this rule), is ``bf16-mixed`` on CUDA GPUs that support
+    bfloat16 and ``32`` everywhere else: on a CPU, ``auto`` is float32, bit for bit as before.
+    ``bf16-mixed`` on a device without bfloat16 (an older GPU, MPS) is refused in one line.
     """
-    if device.type != "cuda" or not torch.cuda.is_bf16_supported():
+    name = str(name)  # the API's precision=32
+    if name not in PRECISIONS:
+        raise XrayError(f"precision {name!r} is not one of: {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return "bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32"
+    if name == "bf16-mixed" and not bf16_supported(device):
+        raise XrayError(f"--precision bf16-mixed: {device} has no bfloat16 autocast here; use --precision 32")
+    return name
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 autocast runs on ``device`` (on the CPU: a bfloat16 matrix product is tried)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    except RuntimeError:
+        return False
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager:
+    """bfloat16 autocast on ``device`` for ``bf16-mixed``; nothing at all for ``32``."""
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def accelerated(forward: Forward, device: torch.device, precision: str = "32") -> Forward:
+    """``forward`` under bfloat16 autocast with channels-last inputs for ``bf16-mixed``; ``forward`` itself for ``32``.
+
+    ``precision`` is resolved (:func:`resolve_precision`). Channels-last goes with bfloat16, on the
+    CPU as on tensor cores: on this project's CPU it took bf16 autocast from 1.95x to 2.48x
+    float32's speed (docs/performance.md). The model is made channels-last by the caller.
+    """
+    if precision == "32":
         return forward
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             return forward(x)
 
     return fast
+
+
+def to_device(batch: torch.Tensor, device: DeviceLike) -> torch.Tensor:
+    """``batch`` on ``device``; from the host to a GPU through pinned memory, without waiting for the copy."""
+    device = torch.device(device)
+    if device.type == "cuda" and batch.device.type == "cpu":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
+DEVICE_SHARE = 0.25  # the training images move to a GPU once when they take less than this share of its free memory
+
+
+def fits_on_device(nbytes: int, free_bytes: int) -> bool:
+    """Whether ``nbytes`` of images may live on a device with ``free_bytes`` free (a quarter of it, at most)."""
+    return nbytes < DEVICE_SHARE * free_bytes
+
+
+def images_for(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The training images where the epochs take their batches from: on a CUDA GPU, moved there once when
+    they fit (5,216 Kaggle images at 224 px are 262 MB); anywhere else, where they are (each batch is copied)."""
+    if device.type != "cuda" or images.device == device:
+        return images
+    free, _ = torch.cuda.mem_get_info(device)
+    nbytes = images.numel() * images.element_size()
+    return images.to(device) if fits_on_device(nbytes, free) else images
 
 
 def set_train_mode(model: nn.Module) -> None:
@@ -181,13 +254,16 @@ def choose_inputs(
     config: TrainConfig,
     device: torch.device,
     say: Callable[[str], None],
+    precision: str = "32",
 ) -> Inputs:
     """The images themselves, or, when the backbone is frozen and nothing is augmented, what its head
     receives, computed once: the head then trains alone on them, with the same result at a fraction of the cost.
 
-    ``say`` tells the user which path was taken. On CUDA the forward passes run under bfloat16
-    autocast. Under torchrun, DistributedDataParallel averages the gradients of all processes in
-    training; validation needs no averaging.
+    ``say`` tells the user which path was taken. The forward passes run in ``precision``
+    (:func:`accelerated`), compiled by ``torch.compile`` with ``config.compile``. On a GPU the
+    training inputs move there once when they fit (:func:`images_for`). Under torchrun,
+    DistributedDataParallel averages the gradients of all processes in training; validation needs
+    no averaging.
     """
     forward: nn.Module = model
     train_x, val_x = train.images, val.images
@@ -207,10 +283,14 @@ def choose_inputs(
         seconds = time.perf_counter() - started
     elif config.feature_cache and config.augment != "none" and _only_head_trains(model, backbone):
         say("Feature cache off: augmentation changes the backbone's input every epoch.")
+    train_forward: Forward = distributed.wrap(forward)
+    if config.compile:  # the training passes, where the time goes; validation runs as it is
+        say("Compiling the model with torch.compile (the first batches wait for it).")
+        train_forward = torch.compile(train_forward)
     return Inputs(
-        accelerated(distributed.wrap(forward), device),
-        accelerated(forward, device),
-        train_x,
+        accelerated(train_forward, device, precision),
+        accelerated(forward, device, precision),
+        images_for(train_x, device),
         val_x,
         prepare,
         backbone,

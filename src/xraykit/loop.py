@@ -22,7 +22,7 @@ from torch import nn
 from . import distributed
 from .config import TrainConfig
 from .errors import XrayError
-from .inference import DeviceLike, Forward, choose_inputs, predict_logits, set_train_mode
+from .inference import DeviceLike, Forward, choose_inputs, predict_logits, resolve_precision, set_train_mode, to_device
 from .interfaces import Backbone, Strategy, XrayData
 from .io import save_torch, write_json
 from .weights import CHECKPOINT_FORMAT
@@ -56,8 +56,9 @@ def fit(
     :func:`xraykit.training.build_model`); ``device`` is where it trains.
     """
     callbacks = callbacks if callbacks is not None else Callbacks()
+    precision = config.record.precision or resolve_precision(config.precision, device)  # "": a run from before 0.2
     model.to(device)
-    if device.type == "cuda":  # tensor cores prefer channels-last; the CPU stays as it is (docs/performance.md)
+    if precision == "bf16-mixed":  # channels-last goes with bfloat16 (inference.accelerated)
         model.to(memory_format=torch.channels_last)
 
     # 1. The optimizer sees only what the strategy left trainable.
@@ -73,7 +74,7 @@ def fit(
         history, best_val_loss, start_epoch = list(resume["history"]), resume["best_val_loss"], resume["epoch"]
 
     # 2. How images reach the model: as they are, augmented, or as cached features of a frozen backbone.
-    inputs = choose_inputs(model, backbone, train, val, config, device, callbacks.message)
+    inputs = choose_inputs(model, backbone, train, val, config, device, callbacks.message, precision)
     feature_seconds = inputs.seconds  # counted in the first epoch's time, not hidden
 
     for epoch in range(start_epoch, config.epochs):
@@ -157,9 +158,12 @@ def train_one_epoch(
     """One pass over ``inputs`` in ``order``; returns the mean training loss.
 
     A loss that becomes NaN or infinite stops the run (an :class:`~xraykit.XrayError` naming
-    ``epoch`` and the batch) before the step that would spread it into the weights.
+    ``epoch`` and the batch) before the step that would spread it into the weights. On a GPU the
+    loss is summed where it is computed and read every :data:`GPU_READ_EVERY` batches (each read
+    waits for the GPU): the check, and the progress bar, then come that often.
     """
-    total, seen = 0.0, 0.0
+    running, seen = RunningLoss(torch.device(device)), 0.0
+    order, labels = order.to(inputs.device), labels.to(inputs.device)  # where the images are (a GPU's, if they fit)
     starts = list(range(0, len(order), batch_size))
     if len(starts) > 1 and len(order) - starts[-1] == 1:
         starts.pop()  # a last batch of one image joins the one before: BatchNorm cannot normalise one value
@@ -168,21 +172,52 @@ def train_one_epoch(
         # Under torchrun each process takes its part of the batch, its loss weighted so that DDP's average
         # of the gradients is the whole batch's (see distributed.batch_part). Alone: all of it, share 1.
         part, share = distributed.batch_part(idx)
-        x, y = prepare(inputs[part].to(device)), labels[part].to(device)
+        x, y = prepare(to_device(inputs[part], device)), to_device(labels[part], device)
         loss = loss_fn(forward(x).float(), y)
-        if not math.isfinite(loss.item()):  # nothing is saved from this epoch: the last checkpoint stays good
+        running.add(loss, share * len(idx))
+        read = running.due(b, len(starts))
+        if read and not math.isfinite(running.total()):  # nothing is saved from this epoch: the last checkpoint stays
             raise XrayError(
-                f"the training loss became {loss.item()} at epoch {epoch}, batch {b + 1}: training diverged "
+                f"the training loss became {running.total()} at epoch {epoch}, batch {b + 1}: training diverged "
                 "(try a lower --lr); the checkpoint of the last finished epoch is kept"
             )
         optimizer.zero_grad(set_to_none=True)
         (loss * share).backward()
         optimizer.step()
-        total += loss.item() * share * len(idx)
         seen += len(idx)
-        callbacks.on_batch_end(b + 1, total / seen)
-    total, seen = distributed.sum_over_ranks(total, seen)  # the mean over all processes' images
+        if read:
+            callbacks.on_batch_end(b + 1, running.total() / seen)
+    total, seen = distributed.sum_over_ranks(running.total(), seen)  # the mean over all processes' images
     return total / max(seen, 1)
+
+
+GPU_READ_EVERY = 20  # batches between two reads of the running loss on a GPU
+
+
+class RunningLoss:
+    """The sum of an epoch's batch losses, each times its weight.
+
+    On the CPU a Python number, read after every batch. On a GPU a tensor on the device, read
+    every :data:`GPU_READ_EVERY` batches and after the last: reading waits for the GPU to finish
+    all it was given, and reading every batch leaves it idle while the next batch is prepared.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.every = 1 if device.type == "cpu" else GPU_READ_EVERY
+        self._sum: float | torch.Tensor = 0.0 if device.type == "cpu" else torch.zeros((), device=device)
+
+    def add(self, loss: torch.Tensor, weight: float) -> None:
+        if isinstance(self._sum, float):
+            self._sum += loss.item() * weight
+        else:
+            self._sum += loss.detach() * weight
+
+    def due(self, batch: int, batches: int) -> bool:
+        """Whether the sum is read after ``batch`` (counted from 0) of ``batches``."""
+        return (batch + 1) % self.every == 0 or batch + 1 == batches
+
+    def total(self) -> float:
+        return self._sum if isinstance(self._sum, float) else self._sum.item()
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from .config import RunRecord, TrainConfig
 from .data import loading
 from .data.loading import DataLike, choose_validation, describe, load_data
 from .errors import XrayError
-from .inference import apply_normalization, resolve_device, set_train_mode, to_input
+from .inference import apply_normalization, resolve_device, resolve_precision, set_train_mode, to_input
 from .interfaces import Backbone, Strategy, XrayData
 from .io import write_json, write_text
 from .loop import Callbacks, fit
@@ -54,6 +54,8 @@ def train(
     schedule: Optional[str] = None,
     select: Optional[str] = None,
     feature_cache: bool = True,
+    precision: Union[str, int] = "auto",
+    compile: bool = False,
     skip_bad: bool = False,
     quiet: bool = False,
     callbacks: Optional[Callbacks] = None,
@@ -67,7 +69,9 @@ def train(
     schedule (see :data:`xraykit.config.RECIPES`); any keyword given explicitly wins over the
     recipe. ``data_name``, when ``data`` is already loaded, says where it came from
     (``synthetic:n=640,seed=0``, a folder), so that ``config.json`` records it and ``--resume``
-    can load it again. Returns the run.
+    can load it again. ``precision`` is ``"32"`` (float32), ``"bf16-mixed"`` (bfloat16 autocast) or
+    ``"auto"`` (:func:`xraykit.inference.resolve_precision`: float32 on a CPU); what it resolved to is
+    ``run.record.precision``. ``compile`` runs the training passes through ``torch.compile``. Returns the run.
     """
     strategy, bb = plugins.strategy(task), plugins.backbone(backbone)
     config = TrainConfig.for_recipe(
@@ -83,6 +87,8 @@ def train(
         seed=seed,
         device=device,
         feature_cache=feature_cache,
+        precision=precision,
+        compile=compile,
         val_from_train=val_from_train,
         class_weights=class_weights,
         balanced_sampler=balanced_sampler,
@@ -93,6 +99,7 @@ def train(
         select=select,
     )
     check_device(config.device)
+    precision_used = resolve_precision(config.precision, resolve_device(config.device))  # refused before loading
     if out is not None:
         _check_out(Path(out))  # before minutes of loading: a folder in use, or a file in the way
     cb = progress.callbacks_for(task, quiet, callbacks)
@@ -142,6 +149,7 @@ def train(
         skipped_files=skipped,
         skip_bad=skip_bad,
         versions=_versions(),
+        precision=precision_used,
     )
     config = config.replace(record=record)
     if distributed.is_main():
@@ -164,6 +172,7 @@ def resume(
     run = Run.open(run)
     config = run.config if epochs is None else run.config.replace(epochs=epochs)
     check_device(config.device)
+    resolve_precision(config.record.precision or config.precision, resolve_device(config.device))  # still runs here
     if data is not None and not isinstance(data, dict) and config.data != "in-memory":
         if loading.data_name(data) != config.data:
             raise XrayError(
