@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import xraykit
-from helpers import assert_one_line_error
 from xraykit.calibration import choose_threshold, fit_temperature
 from xraykit.cli import app
 from xraykit.cli_support import metrics_lines, results_table
@@ -24,6 +23,8 @@ from xraykit.inference import predict_logits, to_input
 from xraykit.metrics import roc_auc
 from xraykit.report import write_report
 from xraykit.uncertainty import binomial_interval
+
+from helpers import assert_one_line_error
 
 WIDE = {"COLUMNS": "250"}
 DATA = "synthetic:n=96,seed=0"

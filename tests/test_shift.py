@@ -12,7 +12,7 @@ from xraykit.data import shifts
 from xraykit.data.images import load_image
 from xraykit.data.synthetic import synthetic_splits
 from xraykit.inference import head_inputs
-from xraykit.shift import build_reference, intensity_stats, stat_distance
+from xraykit.shift_measures import build_reference, intensity_stats, stat_distance
 from xraykit.shift_report import shift
 
 

@@ -15,7 +15,7 @@ This module is the facade: ``__all__`` below is the public API, the list that
     runs.py        Run: a run folder read back
     evaluation.py  evaluate(), predict(), the misclassified gallery
     uncertainty.py, calibration.py, adaptation.py  intervals, thresholds and temperature, label-free adaptation
-    shift.py, shift_report.py  shift(): how far new X-rays are from the training ones
+    shift_measures.py, shift_report.py  shift(): how far new X-rays are from the training ones
     explaining.py  explain(), explain_maps(), explain_score()
     attribution.py what every explainer shares (eval mode, upsampling a layer's map)
     scoring.py     pointing game and inside share against known lesions

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from click.core import ParameterSource
 
 from . import cli_support, comparing, distributed, evaluation, explaining, shift_report, training
 from .cli_support import console, friendly
@@ -133,7 +132,7 @@ def train(
             "--" + name.replace("_", "-")
             for name in ctx.params
             if name not in ("resume", "epochs", "quiet", "data")
-            and ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+            and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
         ]
         if given:  # a resumed run keeps its own settings, or it would no longer be one run
             raise XrayError(
@@ -189,7 +188,7 @@ def evaluate(
         console.print(line)
     files = ["metrics.json", "confusion_matrix.png", "misclassified.png"]
     files += ["reliability.png"] if "temperature" in metrics["calibration"] else []
-    files += ["shift.json", "shift.png"] if "verdicts" in metrics.get("shift", {}) else []
+    files += ["shift.json", "shift.png", "shift_unusual.png"] if "verdicts" in metrics.get("shift", {}) else []
     console.print(f"Wrote {out or run}/{', '.join(files)}", markup=False)
 
 

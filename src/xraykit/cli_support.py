@@ -211,10 +211,10 @@ def print_predictions(results: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def familiarity_hint(r: dict[str, Any]) -> str:
-    """``far from the training images (a hint, not a verdict)``, ``unusual (97th percentile)`` or the percentile."""
+    """``far from the training images (a hint, not a verdict; ...)``, ``unusual (percentile 97)`` or the percentile."""
     if r.get("percentile") is None:
         return ""
-    where = f"{100 * r['percentile']:.0f}th percentile"
+    where = f"percentile {100 * r['percentile']:.0f}"
     if r.get("far"):
         return f"far from the training images (a hint, not a verdict; {where})"
     return f"unusual ({where})" if r.get("unusual") else where

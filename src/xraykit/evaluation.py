@@ -42,7 +42,7 @@ from .io import save_figure, write_json
 from .metrics import compute_metrics, positive_class, predictions
 from .progress import console
 from .runs import Run, RunLike
-from .shift import UNUSUAL_PERCENTILE
+from .shift_measures import UNUSUAL_PERCENTILE
 from .uncertainty import LEVEL, binomial_interval, bootstrap_interval
 
 ADAPTATIONS = ("adabn", "prior")

@@ -179,7 +179,8 @@ def train_one_epoch(
         if read and not math.isfinite(running.total()):  # nothing is saved from this epoch: the last checkpoint stays
             raise XrayError(
                 f"the training loss became {running.total()} at epoch {epoch}, batch {b + 1}: training diverged "
-                "(try a lower --lr); the checkpoint of the last finished epoch is kept"
+                "(try a lower --lr); "
+                + (f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else "no epoch had finished")
             )
         optimizer.zero_grad(set_to_none=True)
         (loss * share).backward()
@@ -202,9 +203,10 @@ class RunningLoss:
     all it was given, and reading every batch leaves it idle while the next batch is prepared.
     """
 
-    def __init__(self, device: torch.device) -> None:
-        self.every = 1 if device.type == "cpu" else GPU_READ_EVERY
-        self._sum: float | torch.Tensor = 0.0 if device.type == "cpu" else torch.zeros((), device=device)
+    def __init__(self, device: torch.device, every: Optional[int] = None, on_device: Optional[bool] = None) -> None:
+        on_device = device.type != "cpu" if on_device is None else on_device
+        self.every = every if every is not None else (GPU_READ_EVERY if on_device else 1)
+        self._sum: float | torch.Tensor = torch.zeros((), device=device) if on_device else 0.0
 
     def add(self, loss: torch.Tensor, weight: float) -> None:
         if isinstance(self._sum, float):

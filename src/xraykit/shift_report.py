@@ -2,7 +2,7 @@
 
 Read before any accuracy: a model applied to another hospital's images can lose ten points
 that its validation split never showed. The report needs no label of the new images: it
-groups them by their folder only to say where the differences are. See :mod:`xraykit.shift`
+groups them by their folder only to say where the differences are. See :mod:`xraykit.shift_measures`
 for what is measured.
 """
 
@@ -22,7 +22,14 @@ from .inference import head_inputs
 from .interfaces import Backbone, XrayData
 from .io import save_figure, save_torch, write_json
 from .runs import Run, RunLike
-from .shift import UNUSUAL_PERCENTILE, Reference, build_reference, describe_group, intensity_stats, stat_distance
+from .shift_measures import (
+    UNUSUAL_PERCENTILE,
+    Reference,
+    build_reference,
+    describe_group,
+    intensity_stats,
+    stat_distance,
+)
 from .weights import safe_load
 
 

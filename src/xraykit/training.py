@@ -342,6 +342,12 @@ def _lock(run_dir: Path, fd: int) -> None:
     _HELD[str(run_dir)] = fd
 
 
+def _unlock(run_dir: Path) -> None:
+    fd = _HELD.pop(str(run_dir), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases its lock
+
+
 def release_run_folder(run_dir: Path) -> None:
     """Undo :func:`claim_run_folder` for a run that failed before its first checkpoint: its files, then the folder
     if it is left empty, so that the same command can run again."""
@@ -349,9 +355,7 @@ def release_run_folder(run_dir: Path) -> None:
         return
     for name in ("config.json", "log.txt", "history.json", RUN_MARKER):
         (run_dir / name).unlink(missing_ok=True)
-    fd = _HELD.pop(str(run_dir), None)
-    if fd is not None:
-        os.close(fd)
+    _unlock(run_dir)
     for folder in (run_dir / "checkpoints", run_dir):
         try:
             folder.rmdir()  # only if empty: never a file the user put there
@@ -423,6 +427,8 @@ def _fit_and_plot(
             f"\nStopped. {len(done)} epoch(s) saved in {run_dir}; continue with `xraykit train --resume {run_dir}`."
         )
         raise
+    finally:
+        _unlock(run_dir)  # training is over: a --resume (in this process too) may take the folder
     if distributed.is_main():
         figures.loss_curves({f"{config.task} ({config.backbone})": history}, run_dir / "loss_curves.png")
     return Run(run_dir)

@@ -59,7 +59,7 @@ def _gaussian_kernel(sigma_px: float) -> torch.Tensor:
 
 def gaussian_blur(f: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """A separable Gaussian blur of float images ``(N, 1, H, W)``, edges replicated."""
-    if sigma_px <= 0:
+    if sigma_px < 0.05:  # narrower than a twentieth of a pixel: no change to see (and no 0/0 in the kernel)
         return f
     k = _gaussian_kernel(sigma_px).to(f.device, f.dtype)
     r = (len(k) - 1) // 2

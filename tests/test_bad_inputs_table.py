@@ -1,0 +1,32 @@
+"""The table of every bad input the project knows (``scripts/bad_inputs_table.py``), run as a test.
+
+Each row runs the real ``xraykit`` command in a subprocess; the table must show 0 tracebacks
+and 0 silent wrong results (a bad input accepted, a valid one refused, a skip not made).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bad_inputs_table.py"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("xraykit") is None, reason="the xraykit command is not installed")
+def test_the_bad_inputs_table_has_no_traceback_and_no_silent_wrong_result():
+    spec = importlib.util.spec_from_file_location("bad_inputs_table", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    results, summary = table.table(jobs=min(4, os.cpu_count() or 1))
+    failures = [
+        f"{row.label}: exit {code}, {seen} ({verdict})" for row, code, seen, _, verdict in results if verdict != "ok"
+    ]
+    assert not failures, "\n".join(failures)
+    assert summary.endswith("0 tracebacks, 0 silent wrong results"), summary
+    assert len(results) >= 60, summary
