@@ -86,8 +86,14 @@ def test_compare_checks_its_options_before_loading_anything(monkeypatch, tmp_pat
 
 
 def test_a_recipe_fills_only_the_options_not_given():
-    config = TrainConfig.for_recipe("strong", schedule="constant")
-    assert (config.schedule, config.select, config.augment, config.class_weights) == ("constant", "best", True, "auto")
+    config = TrainConfig.for_recipe("strong", schedule="constant", select="best")
+    assert (config.schedule, config.select, config.augment, config.class_weights) == (
+        "constant",
+        "best",
+        "strong",
+        "auto",
+    )
+    assert config.normalize == "image" and config.label_smoothing == 0.1  # the rest from the recipe
 
 
 def test_an_old_run_folder_with_extra_still_loads_its_config_and_record(tmp_path):

@@ -18,11 +18,10 @@ from xraykit.cli import app
 from xraykit.cli_support import metrics_lines, results_table
 from xraykit.data.images import load_image
 from xraykit.data.loading import choose_validation, load_data
-from xraykit.evaluation import _WeightedAuc
 from xraykit.inference import predict_logits, to_input
 from xraykit.metrics import roc_auc
 from xraykit.report import write_report
-from xraykit.uncertainty import binomial_interval
+from xraykit.uncertainty import _WeightedAuc, binomial_interval
 
 from helpers import assert_one_line_error
 

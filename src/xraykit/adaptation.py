@@ -20,6 +20,8 @@ import copy
 import torch
 from torch import nn
 
+from .runs import Run
+
 
 @torch.no_grad()
 def adapt_batchnorm(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> nn.Module:
@@ -63,3 +65,15 @@ def adjust_to_prior(probs: torch.Tensor, model_prior: torch.Tensor, new_prior: t
     """Bayes' rule: probabilities under ``model_prior`` restated for ``new_prior``."""
     weighted = probs * (new_prior / model_prior).to(probs.dtype)
     return weighted / weighted.sum(1, keepdim=True)
+
+
+def model_prior_of(run: Run) -> tuple[torch.Tensor, str]:
+    """The class shares a run's probabilities assume, and why: uniform for a class-weighted loss, else the
+    training shares."""
+    k = len(run.classes)
+    counts = run.record.train_class_counts
+    if run.config.class_weights == "auto" or not counts:
+        why = "class-weighted loss" if run.config.class_weights == "auto" else "training counts not recorded"
+        return torch.full((k,), 1.0 / k), f"uniform ({why})"
+    c = torch.tensor([float(counts.get(name, 0)) for name in run.classes]).clamp(min=1.0)
+    return c / c.sum(), "the training class shares"

@@ -19,9 +19,10 @@ the test set would no longer be a test.
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Any, Optional, Union
 
 import torch
+from matplotlib.figure import Figure
 
 from .errors import XrayError
 
@@ -134,3 +135,43 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
         for b in reliability_bins(probs, labels, bins)
         if b["images"]
     )
+
+
+def calibrate(
+    val_logits: torch.Tensor, val_labels: torch.Tensor, test_logits: torch.Tensor, test_labels: torch.Tensor
+) -> dict[str, Any]:
+    """Temperature fitted on validation logits; the test images' calibration error before and after it."""
+    t = fit_temperature(val_logits, val_labels)
+    before, after = test_logits.softmax(1), (test_logits / t).softmax(1)
+
+    def ece(probs: torch.Tensor) -> Optional[float]:
+        value = expected_calibration_error(probs, test_labels)
+        return None if math.isnan(value) else value
+
+    return {
+        "temperature": t,
+        "fitted_on": f"the run's validation images ({len(val_labels)})",
+        "ece_before": ece(before),
+        "ece_after": ece(after),
+        "bins": {"before": reliability_bins(before, test_labels), "after": reliability_bins(after, test_labels)},
+    }
+
+
+def reliability_figure(calibration: dict[str, Any]) -> Figure:
+    """Reliability diagram: mean confidence against accuracy per bin, before and after the temperature."""
+    fig = Figure(figsize=(4.2, 4.0))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfectly calibrated")
+    t = calibration["temperature"]
+    for key, label, marker in (("before", "as trained", "o-"), ("after", f"temperature {t:.2f}", "s-")):
+        points = [(b["confidence"], b["accuracy"]) for b in calibration["bins"][key] if b["images"]]
+        if points:
+            ax.plot(*zip(*points), marker, label=f"{label} (ECE {calibration[f'ece_{key}'] or 0:.3f})")
+    ax.set_xlabel("confidence (probability of the predicted class)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Reliability on the test images", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -252,7 +252,7 @@ def explain(
     options: dict[str, Any] = dict(cli_support.parse_option(o) for o in option)
     for path in explaining.explain(run, images, method=method, target=target, out=out, precision=precision, **options):
         console.print(f"wrote {path}")
-    for path, hint in zip(images, evaluation.familiarity_of_files(run, images)):
+    for path, hint in zip(images, shift_report.familiarity_of_files(run, images)):
         if hint and hint["far"]:
             console.print(f"{path}: {cli_support.familiarity_hint(hint)}", markup=False)
 

@@ -13,25 +13,16 @@ What ``evaluate`` adds to the plain numbers, each beside them, never instead of 
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from . import figures, shift_report
-from .adaptation import adapt_batchnorm, adjust_to_prior, estimate_prior
-from .calibration import (
-    Threshold,
-    choose_threshold,
-    expected_calibration_error,
-    fit_temperature,
-    parse_threshold,
-    reliability_bins,
-)
+from .adaptation import adapt_batchnorm, adjust_to_prior, estimate_prior, model_prior_of
+from .calibration import Threshold, calibrate, choose_threshold, parse_threshold, reliability_figure
 from .data.images import load_image
 from .data.loading import DataLike, choose_validation, data_name, describe, held_out_test, load_data
 from .errors import XrayError
@@ -42,11 +33,9 @@ from .io import save_figure, write_json
 from .metrics import compute_metrics, positive_class, predictions
 from .progress import console
 from .runs import Run, RunLike
-from .shift_measures import UNUSUAL_PERCENTILE
-from .uncertainty import LEVEL, binomial_interval, bootstrap_interval
+from .uncertainty import intervals
 
 ADAPTATIONS = ("adabn", "prior")
-RESAMPLES = 1000
 
 
 def evaluate(
@@ -212,128 +201,7 @@ def _scored(probs: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], t
     return metrics
 
 
-def intervals(
-    probs: torch.Tensor,
-    labels: torch.Tensor,
-    classes: Sequence[str],
-    threshold: Optional[float] = None,
-    resamples: int = RESAMPLES,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """95% intervals: exact binomial for accuracy, sensitivity, specificity and each class's accuracy;
-    a seeded percentile bootstrap over test images for balanced accuracy and ROC AUC.
-    ``None`` where a number is undefined (no image of a class)."""
-    k = len(classes)
-    preds = predictions(probs, classes, threshold)
-    correct = preds == labels
-
-    def exact(right: torch.Tensor) -> Optional[list[float]]:
-        return list(binomial_interval(int(right.sum()), len(right))) if len(right) else None
-
-    per_class = {c: exact(correct[labels == i]) for i, c in enumerate(classes)}
-    out: dict[str, Any] = {
-        "level": LEVEL,
-        "accuracy": exact(correct),
-        "per_class_accuracy": per_class,
-    }
-    if k == 2:
-        p = positive_class(classes)
-        out["sensitivity"], out["specificity"] = per_class[classes[p]], per_class[classes[1 - p]]
-    onehot = torch.nn.functional.one_hot(labels, k).double()
-    right = correct.double()
-
-    def balanced(idx: torch.Tensor) -> Optional[float]:
-        w = torch.bincount(idx, minlength=len(labels)).double()
-        support = w @ onehot
-        hits = (w * right) @ onehot
-        present = support > 0
-        return float((hits[present] / support[present]).mean()) if bool(present.any()) else None
-
-    scores = [probs[:, positive_class(classes)]] if k == 2 else [probs[:, c] for c in range(k)]
-    positives = [labels == positive_class(classes)] if k == 2 else [labels == c for c in range(k)]
-    aucs = [_WeightedAuc(s, pos) for s, pos in zip(scores, positives)]
-
-    def auc(idx: torch.Tensor) -> Optional[float]:
-        w = torch.bincount(idx, minlength=len(labels)).double()
-        values = [v for v in (a(w) for a in aucs) if v is not None]
-        return sum(values) / len(values) if values else None
-
-    out["balanced_accuracy"] = _finite(bootstrap_interval(balanced, len(labels), LEVEL, resamples, seed))
-    out["roc_auc"] = _finite(bootstrap_interval(auc, len(labels), LEVEL, resamples, seed))
-    out["method"] = (
-        f"exact binomial (Clopper-Pearson) for proportions; percentile bootstrap over test images "
-        f"({resamples} resamples, seed {seed}) for balanced accuracy and ROC AUC"
-    )
-    return out
-
-
-def _finite(interval: tuple[float, float]) -> Optional[list[float]]:
-    return None if any(math.isnan(v) for v in interval) else list(interval)
-
-
-class _WeightedAuc:
-    """ROC AUC of ``scores`` with each image counted ``w[i]`` times: a bootstrap resample without copying.
-
-    The scores are sorted once; each call is then a few sums over the distinct scores (ties count half).
-    """
-
-    def __init__(self, scores: torch.Tensor, positives: torch.Tensor) -> None:
-        values, self.group = torch.unique(scores.double(), return_inverse=True)
-        self.groups = len(values)
-        self.pos = positives.double()
-
-    def __call__(self, w: torch.Tensor) -> Optional[float]:
-        wp, wn = w * self.pos, w * (1 - self.pos)
-        pos_at = torch.zeros(self.groups, dtype=torch.float64).index_add_(0, self.group, wp)
-        neg_at = torch.zeros(self.groups, dtype=torch.float64).index_add_(0, self.group, wn)
-        total_pos, total_neg = float(pos_at.sum()), float(neg_at.sum())
-        if not total_pos or not total_neg:
-            return None
-        neg_below = torch.cumsum(neg_at, 0) - neg_at
-        return float((pos_at * (neg_below + 0.5 * neg_at)).sum()) / (total_pos * total_neg)
-
-
 # ----------------------------------------------------------------------------- calibration, adaptation, shift
-
-
-def calibrate(
-    val_logits: torch.Tensor, val_labels: torch.Tensor, test_logits: torch.Tensor, test_labels: torch.Tensor
-) -> dict[str, Any]:
-    """Temperature fitted on validation logits; the test images' calibration error before and after it."""
-    t = fit_temperature(val_logits, val_labels)
-    before, after = test_logits.softmax(1), (test_logits / t).softmax(1)
-
-    def ece(probs: torch.Tensor) -> Optional[float]:
-        value = expected_calibration_error(probs, test_labels)
-        return None if math.isnan(value) else value
-
-    return {
-        "temperature": t,
-        "fitted_on": f"the run's validation images ({len(val_labels)})",
-        "ece_before": ece(before),
-        "ece_after": ece(after),
-        "bins": {"before": reliability_bins(before, test_labels), "after": reliability_bins(after, test_labels)},
-    }
-
-
-def reliability_figure(calibration: dict[str, Any]) -> Figure:
-    """Reliability diagram: mean confidence against accuracy per bin, before and after the temperature."""
-    fig = Figure(figsize=(4.2, 4.0))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfectly calibrated")
-    t = calibration["temperature"]
-    for key, label, marker in (("before", "as trained", "o-"), ("after", f"temperature {t:.2f}", "s-")):
-        points = [(b["confidence"], b["accuracy"]) for b in calibration["bins"][key] if b["images"]]
-        if points:
-            ax.plot(*zip(*points), marker, label=f"{label} (ECE {calibration[f'ece_{key}'] or 0:.3f})")
-    ax.set_xlabel("confidence (probability of the predicted class)")
-    ax.set_ylabel("accuracy")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Reliability on the test images", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    return fig
 
 
 def _adapted(
@@ -365,18 +233,6 @@ def _adapted(
     return out
 
 
-def model_prior_of(run: Run) -> tuple[torch.Tensor, str]:
-    """The class shares a run's probabilities assume, and why: uniform for a class-weighted loss, else the
-    training shares."""
-    k = len(run.classes)
-    counts = run.record.train_class_counts
-    if run.config.class_weights == "auto" or not counts:
-        why = "class-weighted loss" if run.config.class_weights == "auto" else "training counts not recorded"
-        return torch.full((k,), 1.0 / k), f"uniform ({why})"
-    c = torch.tensor([float(counts.get(name, 0)) for name in run.classes]).clamp(min=1.0)
-    return c / c.sum(), "the training class shares"
-
-
 def _is_own_data(run: Run, data: DataLike) -> bool:
     """Whether ``data`` names the very data the run was trained on (then its test split shares its origin)."""
     return data_name(data) == run.config.data
@@ -390,7 +246,7 @@ def _shift_check(
         return None
     try:
         report = shift_report.compare_images(run, test, str(data), which=which, model=model, out=out_dir)
-    except XrayError as exc:
+    except (XrayError, OSError, RuntimeError, ValueError) as exc:  # the numbers below still stand
         return {"note": f"shift not checked: {exc}"}
     keep = ("images", "unusual_share", "expected_unusual_share", "far_share", "intensity_distance", "verdicts")
     return {key: report[key] for key in keep}
@@ -421,7 +277,7 @@ def predict(
     model = run.load_model(which)
     dev = resolve_device(device)
     probs = _logits(model, batch, run.backbone, dev, resolve_precision(precision, dev)).softmax(1)
-    hints = familiarity(run, batch, which, model)
+    hints = shift_report.familiarity(run, batch, which, model)
     results = []
     for i, (path, p) in enumerate(zip(images, probs)):
         k = int(p.argmax())
@@ -435,36 +291,6 @@ def predict(
             }
         )
     return results
-
-
-def familiarity_of_files(
-    run: RunLike, images: Sequence[Union[str, Path]], which: Optional[str] = None
-) -> list[Optional[dict[str, Any]]]:
-    """:func:`familiarity` of image files, ``None`` for each where no hint can be given."""
-    run = Run.open(run)
-    try:
-        batch = torch.stack([load_image(p, run.config.image_size) for p in images])
-    except XrayError:
-        return [None] * len(images)
-    hints = familiarity(run, batch, which)
-    return list(hints) if hints else [None] * len(images)
-
-
-def familiarity(
-    run: Run, images: torch.Tensor, which: Optional[str] = None, model: Optional[nn.Module] = None
-) -> Optional[list[dict[str, Any]]]:
-    """Per image: feature-distance percentile among the run's validation images, ``unusual`` and ``far``;
-    ``None`` when the run's reference cannot be made (data loaded in Python, a moved folder)."""
-    try:
-        model = model if model is not None else run.load_model(which)
-        reference = shift_report.run_reference(run, which, model)
-        scores = shift_report.score(reference, model.cpu(), run.backbone, images)
-    except (XrayError, OSError):
-        return None
-    return [
-        {"percentile": float(pc), "unusual": bool(pc > UNUSUAL_PERCENTILE), "far": bool(far)}
-        for pc, far in zip(scores["percentile"], scores["far"])
-    ]
 
 
 def misclassified(

@@ -9,13 +9,14 @@ for what is measured.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
 from . import figures
+from .data.images import load_image
 from .data.loading import DataLike, choose_validation, describe, load_data
 from .errors import XrayError
 from .inference import head_inputs
@@ -197,3 +198,33 @@ def distance_figure(reference: Reference, distances: torch.Tensor, label: str) -
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def familiarity_of_files(
+    run: RunLike, images: Sequence[Union[str, Path]], which: Optional[str] = None
+) -> list[Optional[dict[str, Any]]]:
+    """:func:`familiarity` of image files, ``None`` for each where no hint can be given."""
+    run = Run.open(run)
+    try:
+        batch = torch.stack([load_image(p, run.config.image_size) for p in images])
+    except XrayError:
+        return [None] * len(images)
+    hints = familiarity(run, batch, which)
+    return list(hints) if hints else [None] * len(images)
+
+
+def familiarity(
+    run: Run, images: torch.Tensor, which: Optional[str] = None, model: Optional[nn.Module] = None
+) -> Optional[list[dict[str, Any]]]:
+    """Per image: feature-distance percentile among the run's validation images, ``unusual`` and ``far``;
+    ``None`` when the run's reference cannot be made (data loaded in Python, a moved folder)."""
+    try:
+        model = model if model is not None else run.load_model(which)
+        reference = run_reference(run, which, model)
+        scores = score(reference, model.cpu(), run.backbone, images)
+    except (XrayError, OSError, RuntimeError, ValueError):  # no hint is better than no prediction
+        return None
+    return [
+        {"percentile": float(pc), "unusual": bool(pc > UNUSUAL_PERCENTILE), "far": bool(far)}
+        for pc, far in zip(scores["percentile"], scores["far"])
+    ]

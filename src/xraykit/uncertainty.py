@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from .metrics import positive_class, predictions
+
 LEVEL = 0.95
+RESAMPLES = 1000
 
 
 @functools.lru_cache(maxsize=256)
@@ -140,3 +143,84 @@ def format_interval(
         return text if interval is None else f"{text} ({100 * interval[0]:.1f}-{100 * interval[1]:.1f})"
     text = f"{value:.3f}"
     return text if interval is None else f"{text} ({interval[0]:.3f}-{interval[1]:.3f})"
+
+
+def intervals(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    classes: Sequence[str],
+    threshold: Optional[float] = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """95% intervals: exact binomial for accuracy, sensitivity, specificity and each class's accuracy;
+    a seeded percentile bootstrap over test images for balanced accuracy and ROC AUC.
+    ``None`` where a number is undefined (no image of a class)."""
+    k = len(classes)
+    preds = predictions(probs, classes, threshold)
+    correct = preds == labels
+
+    def exact(right: torch.Tensor) -> Optional[list[float]]:
+        return list(binomial_interval(int(right.sum()), len(right))) if len(right) else None
+
+    per_class = {c: exact(correct[labels == i]) for i, c in enumerate(classes)}
+    out: dict[str, Any] = {
+        "level": LEVEL,
+        "accuracy": exact(correct),
+        "per_class_accuracy": per_class,
+    }
+    if k == 2:
+        p = positive_class(classes)
+        out["sensitivity"], out["specificity"] = per_class[classes[p]], per_class[classes[1 - p]]
+    onehot = torch.nn.functional.one_hot(labels, k).double()
+    right = correct.double()
+
+    def balanced(idx: torch.Tensor) -> Optional[float]:
+        w = torch.bincount(idx, minlength=len(labels)).double()
+        support = w @ onehot
+        hits = (w * right) @ onehot
+        present = support > 0
+        return float((hits[present] / support[present]).mean()) if bool(present.any()) else None
+
+    scores = [probs[:, positive_class(classes)]] if k == 2 else [probs[:, c] for c in range(k)]
+    positives = [labels == positive_class(classes)] if k == 2 else [labels == c for c in range(k)]
+    aucs = [_WeightedAuc(s, pos) for s, pos in zip(scores, positives)]
+
+    def auc(idx: torch.Tensor) -> Optional[float]:
+        w = torch.bincount(idx, minlength=len(labels)).double()
+        values = [v for v in (a(w) for a in aucs) if v is not None]
+        return sum(values) / len(values) if values else None
+
+    out["balanced_accuracy"] = _finite(bootstrap_interval(balanced, len(labels), LEVEL, resamples, seed))
+    out["roc_auc"] = _finite(bootstrap_interval(auc, len(labels), LEVEL, resamples, seed))
+    out["method"] = (
+        f"exact binomial (Clopper-Pearson) for proportions; percentile bootstrap over test images "
+        f"({resamples} resamples, seed {seed}) for balanced accuracy and ROC AUC"
+    )
+    return out
+
+
+def _finite(interval: tuple[float, float]) -> Optional[list[float]]:
+    return None if any(math.isnan(v) for v in interval) else list(interval)
+
+
+class _WeightedAuc:
+    """ROC AUC of ``scores`` with each image counted ``w[i]`` times: a bootstrap resample without copying.
+
+    The scores are sorted once; each call is then a few sums over the distinct scores (ties count half).
+    """
+
+    def __init__(self, scores: torch.Tensor, positives: torch.Tensor) -> None:
+        values, self.group = torch.unique(scores.double(), return_inverse=True)
+        self.groups = len(values)
+        self.pos = positives.double()
+
+    def __call__(self, w: torch.Tensor) -> Optional[float]:
+        wp, wn = w * self.pos, w * (1 - self.pos)
+        pos_at = torch.zeros(self.groups, dtype=torch.float64).index_add_(0, self.group, wp)
+        neg_at = torch.zeros(self.groups, dtype=torch.float64).index_add_(0, self.group, wn)
+        total_pos, total_neg = float(pos_at.sum()), float(neg_at.sum())
+        if not total_pos or not total_neg:
+            return None
+        neg_below = torch.cumsum(neg_at, 0) - neg_at
+        return float((pos_at * (neg_below + 0.5 * neg_at)).sum()) / (total_pos * total_neg)
