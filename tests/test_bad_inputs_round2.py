@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 import xraykit
 from xraykit import io as xio
-from xraykit import loop, training
+from xraykit import loop, run_folder, training
 from xraykit.cli import app
 from xraykit.data.folders import list_images
 from xraykit.data.images import display_path, load_image
@@ -207,7 +207,7 @@ def test_each_bad_input_is_one_error_line(tmp_path, make, fragments):
     assert_one_line_error(result, *fragments)
     if args[0] == "train":  # a failed set-up leaves no run folder behind to block the rerun
         out = Path(args[args.index("--out") + 1])
-        assert not (out / "config.json").exists() and not (out / training.RUN_MARKER).exists()
+        assert not (out / "config.json").exists() and not (out / run_folder.RUN_MARKER).exists()
 
 
 def test_a_corrupt_png_is_skipped_under_skip_bad_and_recorded(tmp_path):

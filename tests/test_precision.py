@@ -22,7 +22,7 @@ import torch
 from typer.testing import CliRunner
 
 import xraykit
-from xraykit import augment, inference, loop, training
+from xraykit import augment, inference, loop, run_folder
 from xraykit.cli import app
 from xraykit.config import PRECISIONS, TrainConfig
 from xraykit.errors import XrayError
@@ -141,7 +141,7 @@ def test_auto_on_a_cpu_records_32_and_trains_exactly_as_32(data, tmp_path):
 def test_resume_keeps_the_runs_precision_and_continues_exactly(data, tmp_path):
     straight = train(data, tmp_path / "straight", "bf16-mixed")
     half = train(data, tmp_path / "half", "bf16-mixed", "--epochs", "1")
-    fd = training._HELD.pop(str(half), None)  # the lock on the run folder, released as the end of a process would
+    fd = run_folder._HELD.pop(str(half), None)  # the lock on the run folder, released as the end of a process would
     if fd is not None:
         os.close(fd)
     refused = runner.invoke(app, ["train", "--resume", str(half), "--precision", "32", "--quiet"])

@@ -9,6 +9,8 @@ This module is the facade: ``__all__`` below is the public API, the list that
 
     config.py      TrainConfig (every option, checked once), RunRecord, RECIPES
     training.py    train(), resume(): set a run up, then hand over to the loop
+    preflight.py   what is checked before a run starts (device, trial batch, a checkpoint to resume)
+    run_folder.py  a run folder claimed by exactly one run, locked while it trains
     loop.py        fit(): the training loop, read top to bottom, and its helpers
     inference.py   the device, the network's input, logits, probabilities; how images reach it in training
     augment.py     training-time augmentation

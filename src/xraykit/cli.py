@@ -6,7 +6,6 @@ naming the file and the problem, with exit code 2 and no traceback.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -128,17 +127,7 @@ def train(
 ):
     """Train ResNet-18 (or another backbone) from scratch or by fine-tuning."""
     if resume is not None:  # DATA only for runs trained on data loaded in Python
-        given = [
-            "--" + name.replace("_", "-")
-            for name in ctx.params
-            if name not in ("resume", "epochs", "quiet", "data")
-            and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
-        ]
-        if given:  # a resumed run keeps its own settings, or it would no longer be one run
-            raise XrayError(
-                f"--resume {resume} continues the run with its own settings; {', '.join(given)} cannot change them "
-                "(only --epochs can); start a new run to train with other settings"
-            )
+        cli_support.refuse_options_with_resume(ctx, resume)
         run = training.resume(resume, epochs=epochs, quiet=quiet, data=data)
     else:
         if data is None:
@@ -320,19 +309,5 @@ def plugins_command():
 
 
 def main() -> None:
-    import sys
-    import warnings
-
-    # A file name that is not UTF-8 must print as \udcff, not end the program with UnicodeEncodeError.
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
-    # Pillow's warnings about odd metadata (corrupt EXIF, skipped TIFF tags) are noise to a CLI user.
-    warnings.filterwarnings("ignore", module=r"PIL\.")
-    # SIGTERM (a scheduler's stop, `kill`) ends a command as Ctrl-C does: one line, checkpoints kept, resumable.
-    signal.signal(signal.SIGTERM, _stop)
+    cli_support.prepare_process()
     app()
-
-
-def _stop(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")

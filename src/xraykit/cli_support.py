@@ -261,3 +261,39 @@ def print_plugins() -> None:
         for f in failed:  # a reason is an exception's text: print it as it is, never as rich markup
             ft.add_row(escape(f.plugin), escape(f.reason))
         console.print(ft)
+
+
+def refuse_options_with_resume(ctx: typer.Context, resume: Path) -> None:
+    """A resumed run keeps its own settings, or it would no longer be one run: any option given but
+    ``--epochs`` is refused by name."""
+    given = [
+        "--" + name.replace("_", "-")
+        for name in ctx.params
+        if name not in ("resume", "epochs", "quiet", "data")
+        and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
+    if given:
+        raise XrayError(
+            f"--resume {resume} continues the run with its own settings; {', '.join(given)} cannot change them "
+            "(only --epochs can); start a new run to train with other settings"
+        )
+
+
+def prepare_process() -> None:
+    """What the command line sets up before any command runs."""
+    import signal
+    import sys
+    import warnings
+
+    # A file name that is not UTF-8 must print as \udcff, not end the program with UnicodeEncodeError.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    # Pillow's warnings about odd metadata (corrupt EXIF, skipped TIFF tags) are noise to a CLI user.
+    warnings.filterwarnings("ignore", module=r"PIL\.")
+    # SIGTERM (a scheduler's stop, `kill`) ends a command as Ctrl-C does: one line, checkpoints kept, resumable.
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -7,12 +7,10 @@ as its strategy trains it, claim the run folder, then hand over to :func:`xrayki
 
 from __future__ import annotations
 
-import copy
-import os
 import platform
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 from rich.markup import escape
@@ -23,12 +21,14 @@ from .config import RunRecord, TrainConfig
 from .data import loading
 from .data.loading import DataLike, choose_validation, describe, load_data
 from .errors import XrayError
-from .inference import apply_normalization, resolve_device, resolve_precision, set_train_mode, to_input
+from .inference import apply_normalization, resolve_device, resolve_precision
 from .interfaces import Backbone, Strategy, XrayData
 from .io import write_json, write_text
 from .loop import Callbacks, fit
+from .preflight import check_checkpoint, check_device, check_fits, check_train_split, check_trains
+from .run_folder import check_out, claim_run_folder, hold_run_folder, release_run_folder, unlock
 from .runs import Run, RunLike
-from .weights import fit_state_dict, load_weights
+from .weights import load_weights
 
 
 def train(
@@ -101,7 +101,7 @@ def train(
     check_device(config.device)
     precision_used = resolve_precision(config.precision, resolve_device(config.device))  # refused before loading
     if out is not None:
-        _check_out(Path(out))  # before minutes of loading: a folder in use, or a file in the way
+        check_out(Path(out))  # before minutes of loading: a folder in use, or a file in the way
     cb = progress.callbacks_for(task, quiet, callbacks)
     log: list[str] = []  # what the terminal was told while setting up; kept as RUN/log.txt
 
@@ -116,7 +116,7 @@ def train(
         note(f"skipped {message}")
 
     splits = load_data(data, config.image_size, skip_bad, on_skip)
-    _check_train_split(splits, describe(data))
+    check_train_split(splits, describe(data))
     if skipped:
         note(f"{len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} skipped (--skip-bad)")
     train_data, val_data, how = choose_validation(splits, config.val_from_train, config.seed)
@@ -127,7 +127,7 @@ def train(
     )  # under torchrun: join the others (rank 0 names the folder)
     default = Path("runs") / distributed.rank0_value(f"{task}-{datetime.now():%Y%m%d-%H%M%S}")
     run_dir = Path(out) if out is not None else default
-    _check_out(run_dir)
+    check_out(run_dir)
     distributed.barrier()  # every process has looked before rank 0 writes there
 
     config = config.replace(num_classes=len(train_data.classes), classes=list(train_data.classes))
@@ -190,7 +190,7 @@ def resume(
     # A run stopped before its first epoch ended has no checkpoint: it starts again, exactly as train() did.
     state = run.load_checkpoint("last") if (run.path / "checkpoints" / "last.pt").is_file() else None
     if state is not None:
-        _check_checkpoint(state, run.path / "checkpoints" / "last.pt")
+        check_checkpoint(state, run.path / "checkpoints" / "last.pt")
     cb = progress.callbacks_for(config.task, quiet, callbacks)
     record = config.record
     splits = load_data(data, config.image_size, skip_bad=record.skip_bad or bool(record.skipped_files))
@@ -214,7 +214,7 @@ def resume(
         text = f"resuming {run.path} after epoch {done} of {config.epochs}"
     model, _ = build_model(bb, strategy, config, load=state is None)  # a checkpoint brings its own weights
     if state is not None:  # another backbone's checkpoint, NaN weights, an optimizer of another model: one line
-        _check_fits(model, bb, state, run.path / "checkpoints" / "last.pt")
+        check_fits(model, bb, state, run.path / "checkpoints" / "last.pt")
     cb.message(escape(text))
     # A kill in the middle of a save leaves its temporary file (.last.pt.XXXX.tmp); only training writes these.
     for stale in [*run.path.glob(".*.json.*.tmp"), *run.path.glob("checkpoints/.*.pt.*.tmp")]:
@@ -237,165 +237,6 @@ def build_model(
     loaded = load_weights(model, backbone, config.weights) if load else None
     strategy.freeze(model, backbone)
     return model, loaded
-
-
-def check_device(name: str) -> None:
-    """Refuse, in one line, a device this machine does not have (``cuda`` without CUDA, ``cuda:3`` of one GPU)."""
-    if name.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(name.partition(":")[2] or 0)
-        if count == 0:
-            raise XrayError(f"--device {name}: torch finds no CUDA GPU on this machine; use --device cpu (or auto)")
-        if index >= count:
-            raise XrayError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise XrayError("--device mps: Apple's MPS is not available here; use --device cpu (or auto)")
-
-
-def check_trains(model: nn.Module, backbone: Backbone, config: TrainConfig) -> None:
-    """One training-mode forward pass of the smallest batch the loop will make, on a copy, before anything is written.
-
-    Some combinations cannot train at all: a batch of one image at 32 px leaves BatchNorm one
-    value per channel, DenseNet's pooling is larger than a 16 px image's last feature map.
-    Found here, they are one line, and no run folder is left behind.
-    """
-    n = min(config.batch_size, 2)  # the loop never makes a batch of one unless --batch-size is 1
-    images = torch.zeros(n, 1, config.image_size, config.image_size, dtype=torch.uint8)
-    trial = copy.deepcopy(model)
-    set_train_mode(trial)
-    try:
-        with torch.no_grad():
-            trial(to_input(images, backbone))
-    except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise XrayError(
-            f"{backbone.name} cannot train on {config.image_size} px images in batches of {config.batch_size} "
-            f"({first}); use a larger --image-size or --batch-size"
-        ) from None
-
-
-RUN_MARKER = ".xraykit-run"  # created exclusively by the run that owns the folder; locked while it trains
-_HELD: dict[str, int] = {}  # run folder -> open file descriptor of its locked marker, for this process's lifetime
-
-
-def _check_out(run_dir: Path) -> None:
-    """Refuse an ``--out`` that cannot become this run's folder: a file, under a file, or another run's."""
-    from .data.images import display_path
-
-    for parent in [run_dir, *run_dir.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise XrayError(f"{display_path(run_dir)}: cannot be a run folder ({display_path(parent)} is a file)")
-            break
-    if (run_dir / "config.json").exists() or (run_dir / RUN_MARKER).exists():
-        raise XrayError(
-            f"{display_path(run_dir)}: already holds a run; pick another --out, or continue it with --resume {run_dir}"
-        )
-
-
-def claim_run_folder(run_dir: Path) -> None:
-    """Make ``run_dir`` this run's, or refuse: its marker file is created exclusively (``O_CREAT | O_EXCL``),
-    so of two runs started into one ``--out`` at the same moment exactly one wins."""
-    from .data.images import display_path
-
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / RUN_MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    except FileExistsError:
-        if (run_dir / RUN_MARKER).exists():
-            raise XrayError(
-                f"{display_path(run_dir)}: already holds a run (or another `xraykit train` claimed it a moment "
-                "ago); pick another --out"
-            ) from None
-        raise XrayError(f"{display_path(run_dir)}: cannot be a run folder (a file is in the way)") from None
-    except OSError as exc:
-        raise XrayError(f"{display_path(run_dir)}: cannot create the run folder ({exc.strerror})") from None
-    if (run_dir / "config.json").exists():  # a run from before markers existed
-        os.close(fd)
-        os.unlink(run_dir / RUN_MARKER)
-        raise XrayError(f"{display_path(run_dir)}: already holds a run; pick another --out")
-    _lock(run_dir, fd)
-
-
-def hold_run_folder(run_dir: Path) -> None:
-    """Lock a run folder being resumed, so that two ``--resume`` of one run cannot train it at once."""
-    from .data.images import display_path
-
-    try:
-        fd = os.open(run_dir / RUN_MARKER, os.O_CREAT | os.O_WRONLY, 0o666)
-    except OSError as exc:
-        raise XrayError(f"{display_path(run_dir)}: cannot write into the run folder ({exc.strerror})") from None
-    _lock(run_dir, fd)
-
-
-def _lock(run_dir: Path, fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows: the exclusive creation is the claim
-        _HELD[str(run_dir)] = fd
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the system when the process ends, even by kill -9
-    except OSError:
-        os.close(fd)
-        raise XrayError(f"{run_dir}: another xraykit process is training this run right now") from None
-    _HELD[str(run_dir)] = fd
-
-
-def _unlock(run_dir: Path) -> None:
-    fd = _HELD.pop(str(run_dir), None)
-    if fd is not None:
-        os.close(fd)  # closing the descriptor releases its lock
-
-
-def release_run_folder(run_dir: Path) -> None:
-    """Undo :func:`claim_run_folder` for a run that failed before its first checkpoint: its files, then the folder
-    if it is left empty, so that the same command can run again."""
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        return
-    for name in ("config.json", "log.txt", "history.json", RUN_MARKER):
-        (run_dir / name).unlink(missing_ok=True)
-    _unlock(run_dir)
-    for folder in (run_dir / "checkpoints", run_dir):
-        try:
-            folder.rmdir()  # only if empty: never a file the user put there
-        except OSError:
-            pass
-
-
-def _check_checkpoint(state: dict, path: Path) -> None:
-    """A checkpoint ``--resume`` can continue from: the model, the optimizer's state, the epoch, the history."""
-    number = (int, float)
-    needs: dict[str, Any] = {"model": dict, "optimizer": dict, "epoch": int, "history": list, "best_val_loss": number}
-    for key, kind in needs.items():
-        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
-            what = "missing" if key not in state else f"a {type(state[key]).__name__}"
-            raise XrayError(f"{path}: cannot resume from this checkpoint: its '{key}' is {what}")
-    optimizer = state["optimizer"]
-    if not isinstance(optimizer.get("param_groups"), list) or not isinstance(optimizer.get("state"), dict):
-        raise XrayError(f"{path}: cannot resume from this checkpoint: its optimizer state is incomplete")
-
-
-def _check_fits(model: nn.Module, backbone: Backbone, state: dict, path: Path) -> None:
-    fit_state_dict(model, state["model"], backbone, str(path), load_head=True)
-    groups = state["optimizer"]["param_groups"]
-    saved = sum(len(g.get("params", ())) if isinstance(g, dict) else 0 for g in groups)
-    trainable = sum(1 for p in model.parameters() if p.requires_grad)
-    if saved != trainable:
-        raise XrayError(
-            f"{path}: cannot resume from this checkpoint: its optimizer state is for {saved} tensors, "
-            f"the {backbone.name} model trains {trainable}"
-        )
-
-
-def _check_train_split(splits: dict[str, XrayData], where: str) -> None:
-    if "train" not in splits:
-        raise XrayError(f"{where}: no train split (expected {where}/train/NORMAL, {where}/train/PNEUMONIA, ...)")
-    if len(splits["train"].classes) < 2:
-        raise XrayError(
-            f"{where}: the training split has one class ({', '.join(splits['train'].classes)}); "
-            "a classifier needs at least two class folders (e.g. NORMAL/ and PNEUMONIA/)"
-        )
 
 
 def _recorded_name(data: DataLike, given: Optional[str]) -> str:
@@ -428,7 +269,7 @@ def _fit_and_plot(
         )
         raise
     finally:
-        _unlock(run_dir)  # training is over: a --resume (in this process too) may take the folder
+        unlock(run_dir)  # training is over: a --resume (in this process too) may take the folder
     if distributed.is_main():
         figures.loss_curves({f"{config.task} ({config.backbone})": history}, run_dir / "loss_curves.png")
     return Run(run_dir)
