@@ -14,6 +14,7 @@ import math
 import os
 import stat
 import struct
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -29,6 +30,10 @@ from typer.testing import CliRunner
 import xraykit
 from xraykit import io as xio
 from xraykit import loop, run_folder, training
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import bad_inputs_table  # noqa: E402  (the one table of bad inputs; its file makers serve these tests too)
+
 from xraykit.cli import app
 from xraykit.data.folders import list_images
 from xraykit.data.images import display_path, load_image
@@ -108,17 +113,8 @@ def with_bad(name: str, content: bytes) -> Callable[[Path], Path]:
 
 
 def npz(tmp: Path, **arrays) -> Path:
-    rng = np.random.default_rng(0)
-    base = {
-        "train_images": rng.integers(0, 255, (12, 28, 28)).astype(np.uint8),
-        "train_labels": np.array([[0], [1]] * 6, dtype=np.uint8),
-        "test_images": rng.integers(0, 255, (4, 28, 28)).astype(np.uint8),
-        "test_labels": np.array([[0], [1]] * 2, dtype=np.uint8),
-    }
-    base.update(arrays)
-    path = tmp / "pneumoniamnist.npz"
-    np.savez(path, **base)
-    return path
+    """A small PneumoniaMNIST-like file, ``arrays`` replacing its parts: the table script's own maker."""
+    return bad_inputs_table.npz(tmp / "pneumoniamnist.npz", **arrays)
 
 
 def weights_file(tmp: Path, change: Callable[[dict], None]) -> Path:

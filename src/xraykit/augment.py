@@ -15,16 +15,24 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tenso
     return low + (high - low) * torch.rand(n, generator=g)
 
 
+def _random_affine(
+    x: torch.Tensor, g: torch.Generator, degrees: float, scale: tuple[float, float], shift: float
+) -> torch.Tensor:
+    """Each image turned by up to ``degrees``, zoomed within ``scale`` and moved by up to ``shift`` of its side."""
+    n = x.shape[0]
+    angle = _uniform(n, -degrees, degrees, g) * math.pi / 180
+    zoom = _uniform(n, *scale, g)
+    tx, ty = _uniform(n, -shift, shift, g), _uniform(n, -shift, shift, g)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Each image of ``x`` turned, zoomed, shifted and relit a little (no flips: the heart is on the left)."""
     n = x.shape[0]
-    angle = _uniform(n, -7, 7, g) * math.pi / 180
-    scale = _uniform(n, 0.92, 1.08, g)
-    tx, ty = _uniform(n, -0.05, 0.05, g), _uniform(n, -0.05, 0.05, g)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.device)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    x = _random_affine(x, g, degrees=7, scale=(0.92, 1.08), shift=0.05)
     contrast, brightness = _uniform(n, 0.9, 1.1, g).to(x.device), _uniform(n, -0.1, 0.1, g).to(x.device)
     return x * contrast.view(-1, 1, 1, 1) + brightness.view(-1, 1, 1, 1)
 
@@ -41,14 +49,7 @@ def augment_strong(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     lean on the exposure or the sharpness of one hospital's machine.
     """
     n = x.shape[0]
-    angle = _uniform(n, -10, 10, g) * math.pi / 180
-    scale = _uniform(n, 0.85, 1.2, g)
-    tx, ty = _uniform(n, -0.06, 0.06, g), _uniform(n, -0.06, 0.06, g)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.device)
-    x = F.grid_sample(
-        x, F.affine_grid(theta, list(x.shape), align_corners=False), padding_mode="border", align_corners=False
-    )
+    x = _random_affine(x, g, degrees=10, scale=(0.85, 1.2), shift=0.06)
     gamma = torch.exp(_uniform(n, math.log(0.6), math.log(1.6), g)).to(x.device).view(-1, 1, 1, 1)
     x = x.clamp(1e-4, 1).pow(gamma)
     mean = x.mean(dim=(-2, -1), keepdim=True)
