@@ -91,3 +91,11 @@ def test_larger_shifts_rank_above_smaller_ones_in_the_report(named_run, tmp_path
         data = {"test": xraykit.XrayData(shifts.gamma(test.images, g), test.labels, test.classes)}
         scores.append(shift(named_run, data, out=tmp_path)["intensity_distance"]["brightness"])
     assert scores[0] < scores[1] < scores[2]
+
+
+def test_a_handful_of_validation_images_cannot_say_what_is_typical():
+    from xraykit.shift_report import MIN_CALIBRATION_IMAGES, _feature_verdict
+
+    assert "too few" in _feature_verdict("these NORMAL images", 0.5, MIN_CALIBRATION_IMAGES - 1)
+    assert "not to hold" in _feature_verdict("these NORMAL images", 0.5, MIN_CALIBRATION_IMAGES)
+    assert "typical" in _feature_verdict("these NORMAL images", 0.05, MIN_CALIBRATION_IMAGES)

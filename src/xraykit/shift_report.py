@@ -132,7 +132,7 @@ def compare_images(
             "intensity_distance": {s: stat_distance(ref_stats[s], new_stats[s]) for s in new_stats},
             "verdicts": sentences,
         }
-        verdicts.append(_feature_verdict(what, unusual))
+        verdicts.append(_feature_verdict(what, unusual, len(reference.val_distances)))
         verdicts += sentences
 
     unusual_all = float((scores["percentile"] > UNUSUAL_PERCENTILE).float().mean())
@@ -174,8 +174,16 @@ def compare_images(
     return report
 
 
-def _feature_verdict(what: str, unusual: float) -> str:
+MIN_CALIBRATION_IMAGES = 20  # fewer validation images than this cannot say what a 95th percentile is
+
+
+def _feature_verdict(what: str, unusual: float, calibration_images: int) -> str:
     expected = 1 - UNUSUAL_PERCENTILE
+    if calibration_images < MIN_CALIBRATION_IMAGES:
+        return (
+            f"{what}: the run has {calibration_images} validation images, too few to say what is typical "
+            "in what the network sees; the intensity statistics below still hold"
+        )
     if unusual <= 2 * expected:
         return f"{what}: {unusual:.0%} lie beyond 95% of validation images, about as many as expected; typical"
     return (
