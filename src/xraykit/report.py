@@ -66,11 +66,11 @@ def paired_sentence(paired: dict[str, Any]) -> str:
     """``Task 1.2 minus Task 1.1 in accuracy, on the same 160 test images: +1.8 points (95% interval ...``."""
     diff, (lo, hi) = paired["difference"], paired["interval"]
     p = paired["mcnemar_p"]
-    p_text = f"{p:.2g}" if p >= 0.001 else "< 0.001"
+    p_text = f"= {p:.2g}" if p >= 0.001 else "< 0.001"
     a, b = paired["a"].split(":")[0], paired["b"].split(":")[0]
     return (
         f"{b} minus {a} in accuracy, on the same {paired['images']} test images: {100 * diff:+.1f} points "
-        f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f}); McNemar's exact p = {p_text} "
+        f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f}); McNemar's exact p {p_text} "
         f"({paired['only_b']} images right only by {b}, {paired['only_a']} only by {a})"
     )
 
