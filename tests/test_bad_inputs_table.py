@@ -18,6 +18,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bad_inputs_table.
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 70 commands, each a fresh process that imports torch: minutes, not seconds
 @pytest.mark.skipif(shutil.which("xraykit") is None, reason="the xraykit command is not installed")
 def test_the_bad_inputs_table_has_no_traceback_and_no_silent_wrong_result():
     spec = importlib.util.spec_from_file_location("bad_inputs_table", SCRIPT)
