@@ -152,13 +152,13 @@ def test_evaluate_on_the_test_folder_writes_metrics_under_plain_keys_and_the_mis
 def test_predict_prints_a_label_and_probability_for_each_full_size_image(run_dir, kaggle, monkeypatch):
     monkeypatch.chdir(kaggle)
     images = ["val/NORMAL/NORMAL2-IM-1427-0001.jpeg", "val/PNEUMONIA/person1946_bacteria_4874.jpeg"]
-    result = runner.invoke(cli.app, ["predict", str(run_dir), *images])
+    result = runner.invoke(cli.app, ["predict", str(run_dir), *images], env={"COLUMNS": "200"})  # whole paths
     assert result.exit_code == 0, result.output
     for image in images:
         row = next(line for line in result.output.splitlines() if image in line)
-        assert any(c in row.split() for c in CLASSES), row
-        probability = float(row.split()[-2])
-        assert 0.5 <= probability <= 1.0
+        cells = [cell.strip() for cell in row.split("│") if cell.strip()]  # image, label, probability, hint
+        assert cells[1] in CLASSES, row
+        assert 0.5 <= float(cells[2]) <= 1.0
 
 
 @needs_real
