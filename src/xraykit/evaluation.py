@@ -181,14 +181,7 @@ def validation_images(run: Run, splits: Optional[dict[str, XrayData]] = None) ->
     cannot be had (a run trained on data loaded in Python, a data folder since moved).
     """
     if splits is None:
-        if run.config.data == "in-memory":
-            raise XrayError(
-                f"{run.path} was trained on data loaded in Python, so its validation images cannot be loaded again"
-            )
-        record = run.record
-        splits = load_data(
-            run.config.data, run.config.image_size, skip_bad=record.skip_bad or bool(record.skipped_files)
-        )
+        return run.train_and_val()[1]
     return choose_validation(splits, run.config.val_from_train, run.config.seed)[1]
 
 

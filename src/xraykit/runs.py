@@ -21,6 +21,7 @@ from torch import nn
 
 from . import plugins
 from .config import RunRecord, TrainConfig
+from .data.loading import choose_validation, load_data
 from .errors import XrayError
 from .inference import apply_normalization
 from .interfaces import Backbone, XrayData
@@ -106,6 +107,20 @@ class Run:
         if not isinstance(state, dict) or "model" not in state:
             raise XrayError(f"{path}: not an xraykit checkpoint")
         return state
+
+    def train_and_val(self, skip_bad: bool | None = None) -> tuple[XrayData, XrayData]:
+        """The run's own training and validation images: its data loaded again, the split carved as in training.
+
+        ``skip_bad`` defaults to what the run did. An :class:`XrayError` says why they cannot be
+        had (a run trained on data loaded in Python, a data folder since moved).
+        """
+        if self.config.data == "in-memory":
+            raise XrayError(f"{self.path} was trained on data loaded in Python, so its images cannot be loaded again")
+        if skip_bad is None:
+            skip_bad = self.record.skip_bad or bool(self.record.skipped_files)
+        splits = load_data(self.config.data, self.config.image_size, skip_bad=skip_bad)
+        train, val, _ = choose_validation(splits, self.config.val_from_train, self.config.seed)
+        return train, val
 
     def load_model(self, which: str | None = None) -> nn.Module:
         """The trained network, on the CPU, in eval mode."""

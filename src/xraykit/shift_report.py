@@ -17,7 +17,7 @@ from torch import nn
 
 from . import figures
 from .data.images import load_image
-from .data.loading import DataLike, choose_validation, describe, load_data
+from .data.loading import DataLike, describe, load_data
 from .errors import XrayError
 from .inference import head_inputs
 from .interfaces import Backbone, XrayData
@@ -48,14 +48,7 @@ def run_reference(run: Run, which: Optional[str] = None, model: Optional[nn.Modu
     path = run.path / f"reference-{name}.pt"
     if path.is_file():
         return Reference.from_state(safe_load(path))
-    data = run.config.data
-    if data == "in-memory":
-        raise XrayError(
-            f"{run.path}: trained on data loaded in Python, so its training images cannot be found "
-            "again to compare with"
-        )
-    splits = load_data(data, run.config.image_size, skip_bad=True)
-    train, val, _ = choose_validation(splits, run.config.val_from_train, run.config.seed)
+    train, val = run.train_and_val(skip_bad=True)  # a reference is a hint: an unreadable image is left out
     model = model if model is not None else run.load_model(which)
     reference = build_reference(_features, run.backbone, model, train, val)
     save_torch(path, reference.to_state())
