@@ -39,6 +39,9 @@ RESULTS = Path(__file__).parent / "results"
 VARIANTS = {
     # --recipe strong of xraykit 0.1: light augmentation, dataset normalisation, best validation loss
     "strong-0.1": ("strong", dict(augment="light", normalize="dataset", label_smoothing=0.0, select="best")),
+    # the strong recipe with each image standardised by its mean and spread, or histogram-equalised
+    "strong-image": ("strong", dict(normalize="image")),
+    "strong-equalize": ("strong", dict(normalize="equalize")),
 }
 
 
@@ -134,6 +137,11 @@ def main() -> None:
                 flush=True,
             )
 
+    print_tables(rows)
+    print(markdown_tables(rows))
+
+def print_tables(rows: dict[str, list[dict]]) -> None:
+    """The summary per recipe (mean and spread over seeds), then the accuracy under each shift."""
     print("\nrecipe    clean acc (spread)       worst drop (spread)      mean shifted acc")
     for recipe, results in rows.items():
 
@@ -153,6 +161,39 @@ def main() -> None:
             for recipe, results in rows.items()
         )
         print(f"  {name:34} {cells}")
+
+
+
+def markdown_tables(rows: dict[str, list[dict]]) -> str:
+    """The same two tables in Markdown, for docs/results.md: means over seeds, (min-max) spreads, in percent."""
+
+    def cell(values: list[float], scale: float = 100, digits: int = 1) -> str:
+        mean = statistics.mean(values) * scale
+        if len(values) == 1:
+            return f"{mean:.{digits}f}"
+        return f"{mean:.{digits}f} ({min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f})"
+
+    lines = [
+        "| recipe | seeds | clean accuracy | balanced | AUC | NORMAL | PNEUMONIA | worst drop (points) "
+        "| worst shifts | mean under shifts |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for recipe, results in rows.items():
+        worst = ", ".join(sorted({r["worst_shift"] for r in results}))
+        lines.append(
+            f"| {recipe} | {len(results)} | {cell([r['clean']['accuracy'] for r in results])} "
+            f"| {cell([r['clean']['balanced_accuracy'] for r in results])} "
+            f"| {cell([r['clean']['roc_auc'] for r in results], 1, 3)} "
+            f"| {cell([r['clean']['per_class']['NORMAL'] for r in results])} "
+            f"| {cell([r['clean']['per_class']['PNEUMONIA'] for r in results])} "
+            f"| {cell([r['worst_drop'] for r in results])} | {worst} "
+            f"| {cell([r['mean_shifted_accuracy'] for r in results])} |"
+        )
+    lines += ["", "| shift | " + " | ".join(rows) + " |", "| --- |" + " ---: |" * len(rows)]
+    for name in shifts.FAMILY:
+        cells = [cell([r["shifted"][name]["accuracy"] for r in results]) for results in rows.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

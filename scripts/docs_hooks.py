@@ -21,6 +21,9 @@ import re
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import docs_pages  # noqa: E402  (the tutorial pages' blocks and notebooks)
+
 CLI_MARKER = "<!-- xraykit:cli-reference -->"
 HOOKS_MARKER = "<!-- xraykit:hooks-reference -->"
 
@@ -40,8 +43,15 @@ print(json.dumps({"": run(["--help"]), **{name: run([name, "--help"]) for name i
 def cli_help() -> dict[str, str]:
     """``{command: help text}`` for every command, and ``""`` for ``xraykit --help`` itself."""
     env = {**os.environ, "TYPER_USE_RICH": "0", "COLUMNS": "80", "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-c", _HELP_SCRIPT], env=env, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _HELP_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"could not render the CLI help:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -60,8 +70,17 @@ def cli_reference() -> str:
     for name, text in helps.items():
         if not name:
             continue
-        lines += [f"## `xraykit {name}`", "", _summary(text), "", "```text", f"$ xraykit {name} --help",
-                  text.rstrip(), "```", ""]
+        lines += [
+            f"## `xraykit {name}`",
+            "",
+            _summary(text),
+            "",
+            "```text",
+            f"$ xraykit {name} --help",
+            text.rstrip(),
+            "```",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -82,8 +101,18 @@ def hooks_reference() -> str:
     lines = []
     for name, fn in hookspecs().items():
         doc = inspect.getdoc(fn) or ""
-        lines += [f"### `{name}`", "", "```python", "@xraykit.hookimpl", f"{hook_signature(fn)}:", "    ...",
-                  "```", "", doc, ""]
+        lines += [
+            f"### `{name}`",
+            "",
+            "```python",
+            "@xraykit.hookimpl",
+            f"{hook_signature(fn)}:",
+            "    ...",
+            "```",
+            "",
+            doc,
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -96,8 +125,54 @@ def render(markdown: str) -> str:
     return markdown
 
 
-def on_page_markdown(markdown: str, **kwargs) -> str:
-    return render(markdown)
+def with_outputs(markdown: str, page: str) -> str:
+    """``markdown`` with, under each block that printed, its output from the page's executed notebook.
+
+    A block whose code differs from its notebook cell (the page edited since the notebook was run)
+    shows no output: ``tests/test_docs.py`` fails until ``scripts/docs_pages.py --execute`` runs again.
+    """
+    path = docs_pages.notebook_path(page)
+    if page not in docs_pages.TUTORIALS or not path.is_file():
+        return markdown
+    book = json.loads(path.read_text(encoding="utf-8"))
+    cells = {
+        c["metadata"]["xraykit"]["block"]: c
+        for c in book["cells"]
+        if c["cell_type"] == "code" and "xraykit" in c["metadata"]
+    }
+    found = docs_pages.blocks(docs_pages.DOCS / page, markdown)
+    for index in reversed(range(len(found))):
+        block, cell = found[index], cells.get(index)
+        if cell is None or "".join(cell["source"]) != docs_pages.cell_source(block):
+            continue
+        shown = docs_pages.shown_output(cell)
+        if shown:
+            fence = "````" if "```" in shown else "```"
+            output = f'\n\n{fence}text title="Output"\n{shown}\n{fence}'
+            markdown = markdown[: block.end] + output + markdown[block.end :]
+    if book["metadata"].get("xraykit", {}).get("imagenet") == "stand-in" and page in docs_pages.IMAGENET_PAGES:
+        title, _, rest = markdown.partition("\n")
+        note = (
+            '!!! note "The outputs on this page"\n    They were made offline, with a stand-in for the ImageNet '
+            "file (ResNet-18's format, random weights): the mechanics are real, Task 1.2's accuracy is not "
+            "ImageNet's. With the real file, the same commands print the same lines with other numbers."
+        )
+        markdown = f"{title}\n\n{note}\n{rest}"
+    return markdown
+
+
+def colab_badge(markdown: str, page: str) -> str:
+    """The tutorial's "Open in Colab" badge and notebook link, under its title."""
+    if page not in docs_pages.TUTORIALS:
+        return markdown
+    title, _, rest = markdown.partition("\n")
+    link = f"[download the notebook](../notebooks/{os.path.basename(page)[:-3]}.ipynb)"
+    return f"{title}\n\n{docs_pages.badge(page)} or {link}: this page as a Jupyter notebook.\n{rest}"
+
+
+def on_page_markdown(markdown: str, page=None, **kwargs) -> str:
+    src = page.file.src_path.replace(os.sep, "/") if page is not None else ""
+    return colab_badge(with_outputs(render(markdown), src), src)
 
 
 # Docstrings in the code use Sphinx roles (":class:`xraykit.Backbone`"); on this site the name

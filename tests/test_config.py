@@ -93,7 +93,7 @@ def test_a_recipe_fills_only_the_options_not_given():
         "strong",
         "auto",
     )
-    assert config.normalize == "image" and config.label_smoothing == 0.1  # the rest from the recipe
+    assert config.normalize == "equalize" and config.label_smoothing == 0.1  # the rest from the recipe
 
 
 def test_an_old_run_folder_with_extra_still_loads_its_config_and_record(tmp_path):

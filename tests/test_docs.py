@@ -18,15 +18,11 @@ in a throw-away virtual environment layered over this one (nothing is installed 
 
 from __future__ import annotations
 
-import glob
-import os
+import json
 import re
 import shlex
-import site
-import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,62 +31,20 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from docs_pages import (  # noqa: E402  (the pages' blocks, their notebooks and the runner live there)
+    RUN_PAGES,
+    TUTORIALS,
+    blocks,
+    commands,
+    notebook,
+    notebook_path,
+    run_notebook,
+    session_for,
+    sources,
+)
+
 import docs_hooks  # noqa: E402
 import make_docs_figures  # noqa: E402
-
-# page -> the folder it runs in; pages sharing a folder run in this order and build on each other
-RUN_PAGES = {
-    "quickstart.md": "quickstart",
-    "tutorials/scratch.md": "series",
-    "tutorials/finetune.md": "series",
-    "tutorials/evaluate.md": "series",
-    "tutorials/explain.md": "series",
-    "tutorials/plugin.md": "plugin",
-}
-VENV_PAGES = {"tutorials/plugin.md"}
-
-_FENCE = re.compile(
-    r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S
-)
-_NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>[^>]*?)\s*-->\s*$")
-_SHELL = re.compile(r"[|&;<>$`(){}]")
-
-
-@dataclass
-class Block:
-    lang: str
-    title: str | None
-    body: str
-    not_run: str | None  # the reason, when marked not-run
-    line: int
-
-
-def blocks(page: Path) -> list[Block]:
-    text = page.read_text(encoding="utf-8")
-    found = []
-    for m in _FENCE.finditer(text):
-        title = re.search(r'title="([^"]+)"', m.group("info"))
-        before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
-        reason = _NOT_RUN.search(before)
-        body = textwrap.dedent(m.group("body")) if m.group("indent") else m.group("body")
-        found.append(
-            Block(
-                m.group("lang"),
-                title.group(1) if title else None,
-                body,
-                reason.group("reason") if reason else None,
-                text[: m.start()].count("\n") + 1,
-            )
-        )
-    return found
-
-
-def commands(script: str) -> list[str]:
-    """The logical command lines of a bash block: continuations joined, comments and blanks dropped."""
-    joined = script.replace("\\\n", " ")
-    return [
-        line.split(" #")[0].strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")
-    ]
 
 
 def xraykit_calls(script: str) -> list[list[str]]:
@@ -109,96 +63,6 @@ def xraykit_calls(script: str) -> list[list[str]]:
 # ----------------------------------------------------------------------------- running a page
 
 
-class Session:
-    """One reader's terminal and Python prompt: a current folder and a namespace that persist."""
-
-    def __init__(self, cwd: Path, env: dict[str, str], in_process: bool):
-        self.cwd, self.env, self.in_process = cwd, env, in_process
-        self.namespace: dict = {"__name__": "__main__"}
-
-    def run(self, block: Block, where: str) -> None:
-        if block.title:
-            path = self.cwd / block.title
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(block.body, encoding="utf-8")
-        elif block.lang == "python":
-            self._python(block.body, where)
-        elif block.lang == "bash":
-            cmds = commands(block.body)
-            if self.in_process and all(c.startswith("xraykit ") and not _SHELL.search(c) for c in cmds):
-                for c in cmds:
-                    self._xraykit(c, where)
-            else:
-                self._bash(block.body, where)
-
-    def _python(self, source: str, where: str) -> None:
-        os.chdir(self.cwd)
-        sys.path.insert(0, str(self.cwd))
-        try:
-            exec(compile(source, where, "exec"), self.namespace)
-        finally:
-            sys.path.remove(str(self.cwd))
-
-    def _xraykit(self, command: str, where: str) -> None:
-        from typer.testing import CliRunner
-
-        from xraykit.cli import app
-
-        os.chdir(self.cwd)
-        args = []
-        for word in shlex.split(command)[1:]:
-            matches = sorted(glob.glob(word)) if glob.has_magic(word) else []
-            args += matches or [word]  # like bash: a pattern that matches nothing stays as it is
-        result = CliRunner().invoke(app, args, catch_exceptions=False)
-        assert result.exit_code == 0, f"{where}: `{command}` exited {result.exit_code}:\n{result.output}"
-
-    def _bash(self, script: str, where: str) -> None:
-        state = self.cwd / ".docs-test-pwd"
-        wrapped = f'cd "{self.cwd}"\n{script}\necho "$PWD" > "{state}"\n'
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", wrapped], env=self.env, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, (
-            f"{where}: bash exited {done.returncode}:\n{script}\n"
-            f"--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
-        )
-        self.cwd = Path(state.read_text().strip())
-        state.unlink()
-
-
-def _site_dirs() -> list[str]:
-    """Every site-packages folder this interpreter imports from, in its order (a venv's, the base's if it
-    includes them, the user's)."""
-    found = [p for p in sys.path if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages")]
-    found += site.getsitepackages()
-    if site.ENABLE_USER_SITE:
-        found.append(site.getusersitepackages())
-    return [p for p in dict.fromkeys(os.path.realpath(p) for p in found) if os.path.isdir(p)]
-
-
-def _venv(where: Path) -> Path:
-    """A virtual environment that sees this one's packages but installs into its own folder.
-
-    ``--system-site-packages`` would not do: run from inside a virtual environment it shows the base
-    interpreter's packages, not this environment's. A ``.pth`` file in the new environment adds this
-    interpreter's site folders after its own, through ``site.addsitedir`` so that their ``.pth`` files
-    (an editable xraykit) work too; ``pip`` comes from there, and installs into the new environment.
-    """
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
-    inner = subprocess.run(
-        [str(where / "bin" / "python3"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    lines = [f"import site; site.addsitedir({d!r})" for d in _site_dirs() if d != os.path.realpath(inner)]
-    (Path(inner) / "_outer_environment.pth").write_text("\n".join(lines) + "\n")
-    xraykit = where / "bin" / "xraykit"
-    xraykit.write_text(f"#!{where / 'bin' / 'python3'}\nfrom xraykit.cli import main\nmain()\n")
-    xraykit.chmod(0o755)
-    return where / "bin"
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     return {}
@@ -212,37 +76,38 @@ def test_page_runs_top_to_bottom(page, folders, tmp_path_factory, imagenet_in_ca
     if group not in folders:
         folders[group] = tmp_path_factory.mktemp(group.replace("/", "-"))
     cwd = folders[group]
-    env = {
-        **os.environ,
-        "PIP_NO_INDEX": "1",
-        "PIP_NO_BUILD_ISOLATION": "0",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "PIP_ROOT_USER_ACTION": "ignore",
-        "COLUMNS": "200",
-    }
-    if page in VENV_PAGES:
-        bin_dir = _venv(tmp_path_factory.mktemp("venv"))
-        env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(bin_dir.parent))
     monkeypatch.chdir(cwd)
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("COLUMNS", "80")
     # One thread: these runs are small, and on a busy 2-core machine a second thread only waits
     # for the first (tiny tensor ops slow down a hundredfold); the results do not depend on it.
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    env["OMP_NUM_THREADS"] = "1"
     modules = set(sys.modules)
-    session = Session(cwd, env, in_process=page not in VENV_PAGES)
+    session = session_for(page, cwd, tmp_path_factory.mktemp("venv"))
     try:
-        for block in blocks(DOCS / page):
-            if block.not_run is None:
-                session.run(block, f"docs/{page}:{block.line}")
+        run_notebook(notebook(page), session)  # the page's blocks, as its notebook's cells
     finally:
         torch.set_num_threads(threads)
         for name in set(sys.modules) - modules:  # modules the page wrote and imported (xraykit_mycnn) go again
             if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(cwd)):
                 del sys.modules[name]
+
+
+@pytest.mark.parametrize("page", TUTORIALS)
+def test_each_tutorial_has_its_notebook_made_from_the_page_as_it_is_now(page):
+    committed = json.loads(notebook_path(page).read_text(encoding="utf-8"))
+    assert sources(committed) == sources(notebook(page)), (
+        f"{notebook_path(page).name} differs from {page}: run python scripts/docs_pages.py --execute"
+    )
+
+
+@pytest.mark.parametrize("page", TUTORIALS)
+def test_each_notebook_opens_in_colab_and_installs_xraykit_first(page):
+    first, install = notebook(page)["cells"][:2]
+    assert "colab.research.google.com/github/" in "".join(first["source"])
+    assert "".join(install["source"]).splitlines()[-1].startswith("%pip install")
 
 
 # ----------------------------------------------------------------------------- rules every page keeps

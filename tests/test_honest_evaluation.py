@@ -225,3 +225,25 @@ def test_compare_shows_intervals_and_the_paired_difference_readably_at_100_colum
     page = (tmp_path / "report.md").read_text()
     assert "| accuracy | 91.2% (89.2-93.2) | 93.0% (91.0-95.0) |" in page
     assert "Task 1.2 minus Task 1.1 in accuracy" in page and "McNemar" in page
+
+
+def test_compare_shows_the_other_checkpoint_beside_the_chosen_one(tmp_path, tiny_splits, fake_imagenet_file):
+    """The report recipe keeps the last epoch; a bad last epoch should not read as a broken model, so the
+    table also gives the best-validation checkpoint's accuracy (the same number evaluate --which best gives)."""
+    from rich.console import Console
+
+    summary = xraykit.compare(
+        tiny_splits, out=tmp_path, epochs=2, batch_size=16, image_size=32, quiet=True,
+        finetune_weights=str(fake_imagenet_file),
+    )  # fmt: skip
+    for label, m in summary["tasks"].items():
+        other = m["other_checkpoint"]
+        run = xraykit.Run(tmp_path / ("task1.1-scratch" if "1.1" in label else "task1.2-finetune"))
+        assert other["which"] == "best" and 1 <= other["epoch"] <= 2
+        again = xraykit.evaluate(run, tiny_splits, which="best", out=tmp_path / "again" / label[:8], quiet=True)
+        assert other["accuracy"] == pytest.approx(again["accuracy"])
+        assert other["interval"][0] <= other["accuracy"] <= other["interval"][1]
+    console = Console(width=100, record=True)
+    console.print(results_table(summary))
+    assert "best-val checkpoint" in console.export_text()
+    assert "best checkpoint (epoch)" in (tmp_path / "report.md").read_text()

@@ -35,28 +35,80 @@ plugin that implements it, a *recipe* is a set of training settings (``report``,
 True
 """
 
-from .comparing import compare, demo
-from .config import RunRecord, TrainConfig
-from .data.loading import choose_validation, load_data
-from .data.synthetic import synth, synthesize
-from .errors import CheckpointError, ImageError, WeightsUnavailableError, XrayError
-from .evaluation import evaluate, predict
-from .explaining import explain, explain_maps, explain_score
-from .hookspecs import hookimpl
-from .interfaces import Backbone, DatasetSource, Explainer, Strategy, XrayData
-from .plugins import (
-    count_parameters,
-    create_backbone,
-    list_backbones,
-    list_datasets,
-    list_explainers,
-    list_strategies,
-)
-from .runs import Run
-from .shift_report import shift
-from .training import resume, train
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+from .errors import CheckpointError, ImageError, WeightsUnavailableError, XrayError
+from .hookspecs import hookimpl
+
+# Each public name's home module. They are imported on first use (PEP 562), not here: the
+# command line answers ``xraykit --help`` without loading torch, and ``import xraykit`` is instant.
+_HOMES = {
+    "compare": "comparing",
+    "demo": "comparing",
+    "RunRecord": "config",
+    "TrainConfig": "config",
+    "choose_validation": "data.loading",
+    "load_data": "data.loading",
+    "synth": "data.synthetic",
+    "synthesize": "data.synthetic",
+    "evaluate": "evaluation",
+    "predict": "evaluation",
+    "explain": "explaining",
+    "explain_maps": "explaining",
+    "explain_score": "explaining",
+    "Backbone": "interfaces",
+    "DatasetSource": "interfaces",
+    "Explainer": "interfaces",
+    "Strategy": "interfaces",
+    "XrayData": "interfaces",
+    "count_parameters": "plugins",
+    "create_backbone": "plugins",
+    "list_backbones": "plugins",
+    "list_datasets": "plugins",
+    "list_explainers": "plugins",
+    "list_strategies": "plugins",
+    "Run": "runs",
+    "shift": "shift_report",
+    "resume": "training",
+    "train": "training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'xraykit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value  # the next use is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and the API reference read
+    from .comparing import compare, demo
+    from .config import RunRecord, TrainConfig
+    from .data.loading import choose_validation, load_data
+    from .data.synthetic import synth, synthesize
+    from .evaluation import evaluate, predict
+    from .explaining import explain, explain_maps, explain_score
+    from .interfaces import Backbone, DatasetSource, Explainer, Strategy, XrayData
+    from .plugins import (
+        count_parameters,
+        create_backbone,
+        list_backbones,
+        list_datasets,
+        list_explainers,
+        list_strategies,
+    )
+    from .runs import Run
+    from .shift_report import shift
+    from .training import resume, train
+
+__version__ = "0.3.0"
 
 __all__ = [
     "Backbone",

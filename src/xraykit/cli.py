@@ -11,10 +11,12 @@ from typing import Any, List, Optional
 
 import typer
 
-from . import cli_support, comparing, distributed, evaluation, explaining, shift_report, training
+from . import cli_support
 from .cli_support import console, friendly
-from .data import synthetic
 from .errors import XrayError
+
+# Each command imports what it needs (torch among it) when it runs: `xraykit --help`,
+# `xraykit COMMAND --help` and `xraykit --version` answer at once (benchmarks/cli_startup.py).
 
 PRECISION_HELP = "'32' (float32), 'bf16-mixed' (bfloat16 autocast) or 'auto' (float32 on a CPU, bf16-mixed on a GPU)."
 app = typer.Typer(
@@ -55,6 +57,8 @@ def demo(
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Run Task 1.1 and Task 1.2 on built-in synthetic X-rays and write a complete run folder."""
+    from . import comparing
+
     summary = comparing.demo(out, n=n, image_size=image_size, epochs=epochs, seed=seed, quiet=quiet)
     out = Path(summary["out"])
     console.print(cli_support.results_table(summary))
@@ -92,7 +96,7 @@ def train(
     recipe: str = typer.Option(
         "report",
         help="'report' (the published recipe) or 'strong' "
-        "(strong augmentation, per-image normalisation, class weights, label smoothing, cosine lr).",
+        "(strong augmentation, each image histogram-equalised, class weights, label smoothing, cosine lr).",
     ),
     val_from_train: Optional[float] = typer.Option(
         None, help="Carve this fraction of train as validation, by patient. Default when val/ has < 100 images: 0.1."
@@ -107,7 +111,9 @@ def train(
         "(another hospital's exposure, contrast, blur, resolution, noise, borders).",
     ),
     normalize: Optional[str] = typer.Option(
-        None, help="'dataset' (one mean and std for all images) or 'image' (each image by its own)."
+        None,
+        help="'dataset' (one mean and std for all images), 'image' (each image by its own) or 'equalize' "
+        "(each image's histogram equalised: only the order of its intensities counts).",
     ),
     label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing of the loss, 0 to 0.5."),
     schedule: Optional[str] = typer.Option(None, help="'constant' or 'cosine' learning rate."),
@@ -126,6 +132,8 @@ def train(
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Train ResNet-18 (or another backbone) from scratch or by fine-tuning."""
+    from . import distributed, training
+
     if resume is not None:  # DATA only for runs trained on data loaded in Python
         cli_support.refuse_options_with_resume(ctx, resume)
         run = training.resume(resume, epochs=epochs, quiet=quiet, data=data)
@@ -148,7 +156,7 @@ def evaluate(
     data: str = typer.Argument(..., help="Test folder (DATA/test), a data folder with test/, an .npz, or 'synthetic'."),
     which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
     out: Optional[Path] = typer.Option(None, help="Where to write metrics.json and figures. Default: the run folder."),
-    device: str = typer.Option("auto"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     skip_bad: bool = typer.Option(False, help="Warn about unreadable images and evaluate the rest."),
     threshold: str = typer.Option(
@@ -162,6 +170,8 @@ def evaluate(
 ):
     """Test accuracy overall and per class, sensitivity, specificity, ROC AUC, each with its 95% interval;
     calibration, misclassified images, and how far the test images are from the training ones."""
+    from . import evaluation
+
     metrics = evaluation.evaluate(
         run,
         data,
@@ -186,22 +196,26 @@ def evaluate(
 def compare(
     ctx: typer.Context,
     data: str = typer.Argument(..., help="Folder in the Kaggle layout (with test/), an .npz, or 'synthetic'."),
-    out: Path = typer.Option(Path("runs/compare")),
-    backbone: str = typer.Option("resnet18"),
+    out: Path = typer.Option(Path("runs/compare"), help="Folder for both runs and report.md."),
+    backbone: str = typer.Option("resnet18", help="Registered backbone (see `xraykit plugins`)."),
     finetune_weights: Optional[str] = typer.Option(
         None, "--weights", help="Task 1.2's starting weights: 'imagenet' (default) or PATH."
     ),
-    epochs: int = typer.Option(10),
+    epochs: int = typer.Option(10, help="Epochs for each task."),
     batch_size: int = typer.Option(32, help="Images per training step."),
-    image_size: int = typer.Option(224),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto"),
-    recipe: str = typer.Option("report"),
-    val_from_train: Optional[float] = typer.Option(None),
+    image_size: int = typer.Option(224, help="Images are resized to SIZE x SIZE."),
+    seed: int = typer.Option(0, help="Seed for init, data order, augmentation and the validation split."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    recipe: str = typer.Option("report", help="'report' (the published recipe) or 'strong'."),
+    val_from_train: Optional[float] = typer.Option(
+        None, help="Carve this fraction of train as validation, by patient."
+    ),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
-    quiet: bool = typer.Option(False),
+    quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Both tasks on the same data and split, then one page comparing them (report.md)."""
+    from . import comparing
+
     summary = comparing.compare(**ctx.params)  # every option has the name of compare()'s keyword
     console.print(cli_support.results_table(summary))
     paired = cli_support.paired_line(summary)
@@ -215,11 +229,13 @@ def compare(
 def predict(
     run: Path = typer.Argument(..., help="Run folder."),
     images: List[Path] = typer.Argument(..., help="Image files."),
-    which: Optional[str] = typer.Option(None),
+    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
 ):
     """Label and probability for each image."""
+    from . import evaluation
+
     results = evaluation.predict(run, images, which=which, precision=precision)
     cli_support.print_predictions(results, as_json)
 
@@ -238,6 +254,8 @@ def explain(
     precision: str = typer.Option("auto", help=PRECISION_HELP),
 ):
     """Original beside its heatmap overlay, for each image."""
+    from . import explaining, shift_report
+
     options: dict[str, Any] = dict(cli_support.parse_option(o) for o in option)
     for path in explaining.explain(run, images, method=method, target=target, out=out, precision=precision, **options):
         console.print(f"wrote {path}")
@@ -264,6 +282,8 @@ def explain_score(
     ),
 ):
     """Score explainers on lesions whose outline is known: pointing game and share inside the mask."""
+    from . import explaining
+
     options = cli_support.method_options(option)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     summary = explaining.explain_score(run, data, methods=chosen, limit=limit, out=out, which=which, options=options)
@@ -280,6 +300,8 @@ def shift(
     split: str = typer.Option("test", help="Which split of DATA to compare."),
 ):
     """Are these X-rays like the ones the run learned from? Measured without their labels."""
+    from . import shift_report
+
     report = shift_report.shift(run, data, which=which, out=out, split=split)
     for line in cli_support.shift_lines(report):
         console.print(line)
@@ -293,10 +315,12 @@ def synth(
     out: Path = typer.Argument(..., help="Folder to write (Kaggle layout: train/val/test/{NORMAL,PNEUMONIA})."),
     n: int = typer.Option(200, help="Training images; val and test get n/4 each."),
     size: int = typer.Option(224, help="Image size in pixels."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Random seed: the same seed writes the same images."),
     contrast: float = typer.Option(0.35, help="Lesion contrast: lower is harder."),
 ):
     """Write synthetic chest X-rays, with their lesion masks in OUT/masks/."""
+    from .data import synthetic
+
     synthetic.synth(out, n=n, size=size, seed=seed, lesion_contrast=contrast)
     console.print(f"Wrote {n} + {n // 4} + {n // 4} images to {out}/ (masks in {out}/masks/)")
 

@@ -7,17 +7,20 @@ import functools
 import json
 import shlex
 from pathlib import Path
-from typing import Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import plugins
 from .errors import XrayError
-from .report import paired_sentence, percent, with_interval
-from .runs import Run
+
+if TYPE_CHECKING:
+    from .runs import Run
+
+# This module is imported to build the command line, before any command runs: what it needs
+# from torch-importing modules (report, plugins) it imports inside the function that uses it.
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -87,6 +90,9 @@ def train_summary(run: Run, resumed: bool) -> list[str]:
 
 def results_table(summary: dict[str, Any]) -> Table:
     """``compare``'s and ``demo``'s test results, one column per task; 95% intervals in brackets."""
+    from .report import percent, with_interval
+    from .uncertainty import format_interval
+
     tasks = summary["tasks"]
     first = next(iter(tasks.values()))
     caption = "In brackets: 95% intervals." if "intervals" in first else None
@@ -98,6 +104,14 @@ def results_table(summary: dict[str, Any]) -> Table:
     rows += [("sensitivity", "sensitivity"), ("specificity", "specificity")] if "sensitivity" in first else []
     for name, key in rows:
         table.add_row(name, *(with_interval(m, key) for m in tasks.values()))
+    others = [m.get("other_checkpoint") for m in tasks.values()]
+    if any(others):  # the checkpoint the recipe did not choose, so that a bad last epoch reads as one
+        kind = next(o["which"] for o in others if o)
+        cells = [
+            "" if o is None else f"{format_interval(o['accuracy'], tuple(o['interval']))} (ep. {o['epoch']})"
+            for o in others
+        ]
+        table.add_row(f"accuracy, {'best-val' if kind == 'best' else 'last'} checkpoint", *cells)
     for c in first["classes"]:
         table.add_row(
             f"accuracy on {c}",
@@ -113,6 +127,8 @@ def results_table(summary: dict[str, Any]) -> Table:
 
 def paired_line(summary: dict[str, Any]) -> str | None:
     """The paired comparison of ``compare``: Task 1.2 minus Task 1.1 in accuracy on the same test images."""
+    from .report import paired_sentence
+
     paired = summary.get("paired")
     return None if not paired else paired_sentence(paired)
 
@@ -122,6 +138,8 @@ def metrics_lines(m: dict[str, Any]) -> list[str]:
     not the run's own), then accuracy against the baseline, then, for two classes, sensitivity,
     specificity and ROC AUC (``n/a`` when the test split lacks a class), each with its 95% interval when
     ``m`` has them; then the threshold, the calibration and any label-free adaptation."""
+    from .report import percent
+
     lines = shift_lines(m["shift"]) if "shift" in m else []
     lines += _number_lines(m)
     if "intervals" in m:
@@ -158,6 +176,8 @@ def metrics_lines(m: dict[str, Any]) -> list[str]:
 
 
 def _number_lines(m: dict[str, Any]) -> list[str]:
+    from .report import percent, with_interval
+
     per_class = ", ".join(f"{c} {with_interval(m, 'per_class_accuracy', c)}" for c in m["per_class_accuracy"])
     lines = [
         f"accuracy {with_interval(m, 'accuracy')} "
@@ -175,6 +195,8 @@ def _number_lines(m: dict[str, Any]) -> list[str]:
 
 def shift_lines(shift: dict[str, Any]) -> list[str]:
     """The shift report's verdicts, as ``xraykit shift`` and ``xraykit evaluate`` print them."""
+    from .report import percent
+
     if "note" in shift:
         return [escape(shift["note"])]
     lines = [
@@ -246,6 +268,8 @@ def print_explain_scores(s: dict[str, Any], where: Union[str, Path]) -> None:
 
 def print_plugins() -> None:
     """Every registered backbone, strategy, dataset and explainer, then any plugin that failed."""
+    from . import plugins
+
     table = Table(title="xraykit plugins")
     for col in ("kind", "name", "plugin", "description"):
         table.add_column(col)

@@ -23,7 +23,7 @@ from .loop import Callbacks
 from .progress import callbacks_for
 from .runs import Run
 from .training import train
-from .uncertainty import paired_difference
+from .uncertainty import binomial_interval, paired_difference
 from .weights import check_weights
 
 
@@ -101,6 +101,10 @@ def compare(
     probs = {label: predict_proba(models[label], test.images, run.backbone) for label, run in runs.items()}
     _side_by_side_misclassified(runs, probs, test, out / "misclassified.png")
     paired = paired_comparison(probs, test.labels, "Task 1.1: scratch", "Task 1.2: finetune")
+    for label, run in runs.items():
+        other = other_checkpoint(run, test)
+        if other:
+            results[label]["other_checkpoint"] = other
     figure_list = [
         ("Train and validation loss per epoch", "loss_curves.png"),
         ("Misclassified test images", "misclassified.png"),
@@ -121,6 +125,18 @@ def compare(
     write_json(out / "metrics.json", summary)
     report.write_report(out / "report.md", title, runs, results, notes, figure_list, paired=paired)
     return summary
+
+
+def other_checkpoint(run: Run, test: XrayData) -> Optional[dict[str, Any]]:
+    """Test accuracy of the checkpoint the recipe did not choose (``best`` for ``select="last"``, and the
+    reverse), with its exact 95% interval: a bad last epoch then reads as what it is, not as a broken model."""
+    which = "best" if run.config.select == "last" else "last"
+    if not (run.path / "checkpoints" / f"{which}.pt").is_file():
+        return None
+    epoch = int(run.load_checkpoint(which)["epoch"])
+    right = int((predict_proba(run.load_model(which), test.images, run.backbone).argmax(1) == test.labels).sum())
+    interval = binomial_interval(right, len(test))
+    return {"which": which, "epoch": epoch, "accuracy": right / len(test), "interval": list(interval)}
 
 
 def paired_comparison(probs: dict[str, torch.Tensor], labels: torch.Tensor, a: str, b: str) -> dict[str, Any]:

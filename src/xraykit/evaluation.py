@@ -32,6 +32,7 @@ from .interfaces import Backbone, XrayData
 from .io import save_figure, write_json
 from .metrics import compute_metrics, positive_class, predictions
 from .progress import console
+from .report import Metrics
 from .runs import Run, RunLike
 from .uncertainty import intervals
 
@@ -153,7 +154,7 @@ def evaluate(
             suptitle="What the model looked at when it was wrong",
             masks=None if test.masks is None else test.masks[shown],
         )
-    return metrics
+    return Metrics(metrics)
 
 
 def _logits(

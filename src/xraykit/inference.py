@@ -55,10 +55,44 @@ def standardize_each_image(module: nn.Module, args: tuple[torch.Tensor, ...]) ->
     return ((x - mean) / std, *args[1:])
 
 
+# Knots of the smooth stand-in whose slope carries equalisation's gradient (see equalize_each_image).
+_KNOTS = 64
+_UNIFORM_STD = (1 / 12) ** 0.5  # the spread of values spread evenly over [0, 1]
+
+
+def equalize_each_image(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A forward pre-hook: each image's histogram equalised, then centred and scaled to spread 1.
+
+    Every pixel becomes the fraction of its image's pixels that are as dark or darker (its rank).
+    Gamma, contrast, brightness and histogram equalisation at another hospital are all
+    increasing maps of intensity: none of them changes a rank, so with ``normalize="equalize"``
+    the network cannot see any of them. Ranks have no gradient, and integrated gradients and
+    guided backpropagation need one, so the gradient is taken from a piecewise-linear curve
+    through 64 of the image's quantiles (the same map, smoothed); the values are the exact ranks.
+    """
+    x = args[0]
+    flat = x.flatten(1)
+    ordered = flat.detach().sort(dim=1).values
+    n = flat.shape[1]
+    ranks = torch.searchsorted(ordered, flat.detach().contiguous(), right=True).to(flat.dtype) / n
+    knots = ordered[:, torch.linspace(0, n - 1, _KNOTS, device=x.device).round().long()].contiguous()
+    upper = torch.searchsorted(knots, flat.detach().contiguous(), right=True).clamp(1, _KNOTS - 1)
+    low, high = knots.gather(1, upper - 1), knots.gather(1, upper)
+    smooth = (upper - 1 + (flat - low) / (high - low).clamp(min=1e-3)) / (_KNOTS - 1)
+    equalized = ranks + (smooth - smooth.detach())  # the value of the ranks, the slope of the curve
+    return (((equalized - 0.5) / _UNIFORM_STD).view_as(x), *args[1:])
+
+
 def apply_normalization(model: nn.Module, normalize: str) -> nn.Module:
-    """``model`` made to normalise its input as its run did (``"dataset"``: as it is; ``"image"``: per image)."""
+    """``model`` made to normalise its input as its run did.
+
+    ``"dataset"``: as it is (one mean and spread for all images, in :func:`to_input`);
+    ``"image"``: each image by its own mean and spread; ``"equalize"``: each image by its own ranks.
+    """
     if normalize == "image":
         model.register_forward_pre_hook(standardize_each_image)
+    elif normalize == "equalize":
+        model.register_forward_pre_hook(equalize_each_image)
     return model
 
 

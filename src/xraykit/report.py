@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import shlex
 from functools import partial
@@ -58,6 +59,32 @@ def with_interval(m: dict[str, Any], key: str, cls: str | None = None) -> str:
     return format_interval(value, tuple(interval), percent=not is_auc)
 
 
+def html_table(rows: list[tuple[str, str]], caption: str = "") -> str:
+    """Two columns, name and value, as an HTML table: how a notebook shows a run or its metrics."""
+    body = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{title}{body}</table>"
+
+
+class Metrics(dict):
+    """``evaluate``'s numbers: a plain ``dict`` (JSON as it is) that a notebook shows as a small table."""
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("accuracy", with_interval(self, "accuracy")),
+            ("balanced accuracy", with_interval(self, "balanced_accuracy")),
+        ]
+        rows += [(f"{c}", with_interval(self, "per_class_accuracy", c)) for c in self.get("per_class_accuracy", {})]
+        for key in ("sensitivity", "specificity", "roc_auc"):
+            if key in self:
+                rows.append((key.replace("roc_auc", "ROC AUC"), with_interval(self, key)))
+        if "majority_baseline" in self:
+            rows.append(("majority baseline", percent(self["majority_baseline"]["accuracy"])))
+        return html_table(rows, "In brackets: 95% intervals." if "intervals" in self else "")
+
+
 def _class_accuracy(m: dict[str, Any], c: str) -> str:
     return with_interval(m, "per_class_accuracy", c)
 
@@ -73,6 +100,11 @@ def paired_sentence(paired: dict[str, Any]) -> str:
         f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f}); McNemar's exact p {p_text} "
         f"({paired['only_b']} images right only by {b}, {paired['only_a']} only by {a})"
     )
+
+
+def _other_checkpoint(m: dict[str, Any]) -> str:
+    o = m.get("other_checkpoint")
+    return "" if not o else f"{format_interval(o['accuracy'], tuple(o['interval']))} ({o['epoch']})"
 
 
 def write_report(
@@ -95,6 +127,8 @@ def write_report(
         ("accuracy", lambda m: with_interval(m, "accuracy")),
         ("balanced accuracy", lambda m: with_interval(m, "balanced_accuracy")),
     ]
+    if "other_checkpoint" in first:
+        rows.append((f"accuracy, {first['other_checkpoint']['which']} checkpoint (epoch)", _other_checkpoint))
     rows += [(f"accuracy on {c}", partial(_class_accuracy, c=c)) for c in classes]
     if "sensitivity" in first:
         rows += [

@@ -52,6 +52,20 @@ class Run:
     def __repr__(self) -> str:
         return f"Run('{self.path}')"
 
+    def _repr_html_(self) -> str:
+        """A notebook shows a run as a small table: what it was, and where its last epoch ended."""
+        from .report import html_table
+
+        c, history = self.config, self.history
+        rows = [("folder", str(self.path)), ("task", c.task), ("backbone", c.backbone), ("recipe", c.recipe)]
+        rows += [("image size", f"{c.image_size} px"), ("epochs", f"{len(history)} of {c.epochs}")]
+        if history:
+            last = history[-1]
+            rows.append(("last val loss", f"{last.get('val_loss', float('nan')):.4f}"))
+            if "val_accuracy" in last:
+                rows.append(("last val accuracy", f"{100 * last['val_accuracy']:.1f}%"))
+        return html_table(rows)
+
     @property
     def record(self) -> RunRecord:
         """What the run began with: its validation split, counts, parameters, weights, versions."""

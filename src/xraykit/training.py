@@ -65,7 +65,7 @@ def train(
 
     Defaults are the report's recipe: ResNet-18, ``fc`` -> 2 classes, Adam, batch 32,
     10 epochs, lr and starting weights from the strategy. ``recipe="strong"`` adds strong
-    augmentation, per-image normalisation, class weights with label smoothing and a cosine
+    augmentation, each image histogram-equalised, class weights with label smoothing and a cosine
     schedule (see :data:`xraykit.config.RECIPES`); any keyword given explicitly wins over the
     recipe. ``data_name``, when ``data`` is already loaded, says where it came from
     (``synthetic:n=640,seed=0``, a folder), so that ``config.json`` records it and ``--resume``

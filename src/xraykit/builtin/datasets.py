@@ -1,4 +1,4 @@
-"""Built-in sources of X-rays: image folders, MedMNIST ``.npz`` files, the synthetic generator."""
+"""Built-in sources of X-rays: image folders, MedMNIST ``.npz`` files, the synthetic generator, the real sample."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 from ..data.folders import load_folder
 from ..data.medmnist import load_npz
+from ..data.sample import load_sample
 from ..data.synthetic import synthetic_splits
 from ..errors import XrayError
 from ..hookspecs import hookimpl
@@ -47,6 +48,16 @@ def _load_npz(
     return load_npz(location, image_size)
 
 
+def _load_sample(
+    location: str, *, image_size: int, skip_bad: bool, on_skip: Optional[Callable[[str], None]]
+) -> dict[str, XrayData]:
+    return load_sample(image_size)
+
+
+def _is_sample(location: str) -> bool:
+    return location == "sample"
+
+
 def _is_synthetic(location: str) -> bool:
     return location == "synthetic" or location.startswith("synthetic:")
 
@@ -64,6 +75,13 @@ SYNTHETIC = DatasetSource(
     can_load=_is_synthetic,
     load=_load_synthetic,
     description="built-in synthetic chest X-rays with lesion masks: synthetic or synthetic:n=640,seed=0,contrast=0.35",
+)
+
+SAMPLE = DatasetSource(
+    name="sample",
+    can_load=_is_sample,
+    load=_load_sample,
+    description="360 real chest X-rays shipped with xraykit (Kermany et al. 2018, CC BY 4.0), split by patient",
 )
 
 FOLDER = DatasetSource(
@@ -84,5 +102,6 @@ MEDMNIST = DatasetSource(
 @hookimpl
 def register_datasets(register):
     register(SYNTHETIC)
+    register(SAMPLE)
     register(FOLDER)
     register(MEDMNIST)
