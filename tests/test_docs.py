@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import docs_hooks  # noqa: E402
+import make_docs_figures  # noqa: E402
 from docs_pages import (  # noqa: E402  (the pages' blocks, their notebooks and the runner live there)
     RUN_PAGES,
     TUTORIALS,
@@ -42,9 +44,6 @@ from docs_pages import (  # noqa: E402  (the pages' blocks, their notebooks and 
     session_for,
     sources,
 )
-
-import docs_hooks  # noqa: E402
-import make_docs_figures  # noqa: E402
 
 
 def xraykit_calls(script: str) -> list[list[str]]:

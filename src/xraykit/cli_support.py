@@ -106,12 +106,10 @@ def results_table(summary: dict[str, Any]) -> Table:
         table.add_row(name, *(with_interval(m, key) for m in tasks.values()))
     others = [m.get("other_checkpoint") for m in tasks.values()]
     if any(others):  # the checkpoint the recipe did not choose, so that a bad last epoch reads as one
-        kind = next(o["which"] for o in others if o)
-        cells = [
-            "" if o is None else f"{format_interval(o['accuracy'], tuple(o['interval']))} (ep. {o['epoch']})"
-            for o in others
-        ]
-        table.add_row(f"accuracy, {'best-val' if kind == 'best' else 'last'} checkpoint", *cells)
+        kind = "best-val" if next(o["which"] for o in others if o) == "best" else "last"
+        cells = ["" if o is None else format_interval(o["accuracy"], tuple(o["interval"])) for o in others]
+        table.add_row(f"accuracy, {kind} checkpoint", *cells)
+        table.add_row(f"  its epoch ({kind})", *("" if o is None else str(o["epoch"]) for o in others))
     for c in first["classes"]:
         table.add_row(
             f"accuracy on {c}",
