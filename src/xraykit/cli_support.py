@@ -15,12 +15,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import XrayError
+from .report import checkpoint_accuracy, paired_sentence, percent, with_interval
 
 if TYPE_CHECKING:
     from .runs import Run
 
-# This module is imported to build the command line, before any command runs: what it needs
-# from torch-importing modules (report, plugins) it imports inside the function that uses it.
+# This module is imported to build the command line, before any command runs: the registry of
+# plugins (which imports torch) it imports inside the one function that uses it.
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -90,9 +91,6 @@ def train_summary(run: Run, resumed: bool) -> list[str]:
 
 def results_table(summary: dict[str, Any]) -> Table:
     """``compare``'s and ``demo``'s test results, one column per task; 95% intervals in brackets."""
-    from .report import percent, with_interval
-    from .uncertainty import format_interval
-
     tasks = summary["tasks"]
     first = next(iter(tasks.values()))
     caption = "In brackets: 95% intervals." if "intervals" in first else None
@@ -107,8 +105,7 @@ def results_table(summary: dict[str, Any]) -> Table:
     others = [m.get("other_checkpoint") for m in tasks.values()]
     if any(others):  # the checkpoint the recipe did not choose, so that a bad last epoch reads as one
         kind = "best-val" if next(o["which"] for o in others if o) == "best" else "last"
-        cells = ["" if o is None else format_interval(o["accuracy"], tuple(o["interval"])) for o in others]
-        table.add_row(f"accuracy, {kind} checkpoint", *cells)
+        table.add_row(f"accuracy, {kind} checkpoint", *(checkpoint_accuracy(o) for o in others))
         table.add_row(f"  its epoch ({kind})", *("" if o is None else str(o["epoch"]) for o in others))
     for c in first["classes"]:
         table.add_row(
@@ -125,8 +122,6 @@ def results_table(summary: dict[str, Any]) -> Table:
 
 def paired_line(summary: dict[str, Any]) -> str | None:
     """The paired comparison of ``compare``: Task 1.2 minus Task 1.1 in accuracy on the same test images."""
-    from .report import paired_sentence
-
     paired = summary.get("paired")
     return None if not paired else paired_sentence(paired)
 
@@ -136,8 +131,6 @@ def metrics_lines(m: dict[str, Any]) -> list[str]:
     not the run's own), then accuracy against the baseline, then, for two classes, sensitivity,
     specificity and ROC AUC (``n/a`` when the test split lacks a class), each with its 95% interval when
     ``m`` has them; then the threshold, the calibration and any label-free adaptation."""
-    from .report import percent
-
     lines = shift_lines(m["shift"]) if "shift" in m else []
     lines += _number_lines(m)
     if "intervals" in m:
@@ -174,8 +167,6 @@ def metrics_lines(m: dict[str, Any]) -> list[str]:
 
 
 def _number_lines(m: dict[str, Any]) -> list[str]:
-    from .report import percent, with_interval
-
     per_class = ", ".join(f"{c} {with_interval(m, 'per_class_accuracy', c)}" for c in m["per_class_accuracy"])
     lines = [
         f"accuracy {with_interval(m, 'accuracy')} "
@@ -193,8 +184,6 @@ def _number_lines(m: dict[str, Any]) -> list[str]:
 
 def shift_lines(shift: dict[str, Any]) -> list[str]:
     """The shift report's verdicts, as ``xraykit shift`` and ``xraykit evaluate`` print them."""
-    from .report import percent
-
     if "note" in shift:
         return [escape(shift["note"])]
     lines = [

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from .errors import XrayError
 
 
@@ -110,6 +108,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     """Save tensors and plain Python values, loadable with ``weights_only=True``."""
+    import torch  # here, not at the top: the command line imports this module before any command runs
+
     with atomic_path(path) as tmp:
         try:
             torch.save(obj, tmp)

@@ -7,10 +7,9 @@ import math
 import shlex
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .io import write_text
-from .uncertainty import format_interval
 
 CREDIT = (
     "Real chest X-rays: Kermany, Zhang and Goldbaum (2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0."
@@ -38,6 +37,19 @@ def last_epoch_note(label: str, history: list[dict], select: str, run_path, data
         f"`xraykit evaluate {shlex.quote(str(run_path))} {data} --which best --out {shlex.quote(f'{run_path}/best')}` "
         f"scores the best epoch, beside these numbers; `--recipe strong` keeps it."
     )
+
+
+def format_interval(
+    value: Optional[float], interval: Optional[tuple[float, float]] = None, percent: bool = True
+) -> str:
+    """``91.2% (88.9-93.3)``, ``0.951 (0.930-0.968)``, or ``n/a``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if percent:
+        text = f"{100 * value:.1f}%"
+        return text if interval is None else f"{text} ({100 * interval[0]:.1f}-{100 * interval[1]:.1f})"
+    text = f"{value:.3f}"
+    return text if interval is None else f"{text} ({interval[0]:.3f}-{interval[1]:.3f})"
 
 
 def percent(x: float | None) -> str:
@@ -102,9 +114,14 @@ def paired_sentence(paired: dict[str, Any]) -> str:
     )
 
 
+def checkpoint_accuracy(o: Optional[dict[str, Any]]) -> str:
+    """The other checkpoint's test accuracy (``compare``'s ``other_checkpoint``) with its interval, or ``""``."""
+    return "" if not o else format_interval(o["accuracy"], tuple(o["interval"]))
+
+
 def _other_checkpoint(m: dict[str, Any]) -> str:
     o = m.get("other_checkpoint")
-    return "" if not o else f"{format_interval(o['accuracy'], tuple(o['interval']))} ({o['epoch']})"
+    return "" if not o else f"{checkpoint_accuracy(o)} ({o['epoch']})"
 
 
 def write_report(

@@ -132,19 +132,6 @@ def paired_difference(
     return {"difference": diff, "interval": [lo, hi], "mcnemar_p": mcnemar_exact(a_correct, b_correct)}
 
 
-def format_interval(
-    value: Optional[float], interval: Optional[tuple[float, float]] = None, percent: bool = True
-) -> str:
-    """``91.2% (88.9-93.3)``, ``0.951 (0.930-0.968)``, or ``n/a``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if percent:
-        text = f"{100 * value:.1f}%"
-        return text if interval is None else f"{text} ({100 * interval[0]:.1f}-{100 * interval[1]:.1f})"
-    text = f"{value:.3f}"
-    return text if interval is None else f"{text} ({interval[0]:.3f}-{interval[1]:.3f})"
-
-
 def intervals(
     probs: torch.Tensor,
     labels: torch.Tensor,
