@@ -11,6 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from xraykit.cli import app
+from xraykit.explaining import CAM_SETTINGS
+from xraykit.options import variant_label
 
 WIDE = {"COLUMNS": "250"}  # rich wraps at 80 columns when it cannot see a terminal
 COMMANDS = sorted(typer.main.get_command(app).commands.items())
@@ -73,8 +75,16 @@ def test_demo_at_a_tiny_size_writes_a_complete_run_folder_and_says_imagenet_was_
         assert set(task["per_class_accuracy"]) == {"NORMAL", "PNEUMONIA"}
         assert sum(map(sum, task["confusion_matrix"])) == task["n"] == 12
 
+    # cam.png: each model's map at the CAM setting that points into the validation lesions most often.
+    report = (out / "report.md").read_text()
+    for task in metrics["tasks"].values():
+        cam = task["cam"]
+        assert cam["variant"] in {variant_label("cam", s) for s in CAM_SETTINGS}
+        assert cam["pointing_game"] == max(cam["scores"].values()) and cam["images"] > 0
+        assert f"`{cam['variant']}`" in report
+
     fallback = "Task 1.2 fine-tunes from the demo's own Task 1.1 checkpoint"
-    assert fallback in (out / "report.md").read_text()
+    assert fallback in report
     assert fallback in words(result.output)
     assert str(out / "report.md") in words(result.output)
     assert "Test results" in result.output

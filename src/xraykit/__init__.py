@@ -18,7 +18,7 @@ This module is the facade: ``__all__`` below is the public API, the list that
     evaluation.py  evaluate(), predict(), the misclassified gallery
     uncertainty.py, calibration.py, adaptation.py  intervals, thresholds and temperature, label-free adaptation
     shift_measures.py, shift_report.py  shift(): how far new X-rays are from the training ones
-    explaining.py  explain(), explain_maps(), explain_score()
+    explaining.py  explain(), explain_maps(), explain_score(), explain_gallery()
     attribution.py what every explainer shares (eval mode, upsampling a layer's map)
     scoring.py     pointing game and inside share against known lesions
     comparing.py   compare(), demo(): both tasks on one page
@@ -56,6 +56,7 @@ _HOMES = {
     "predict": "evaluation",
     "explain": "explaining",
     "explain_maps": "explaining",
+    "explain_gallery": "explaining",
     "explain_score": "explaining",
     "Backbone": "interfaces",
     "DatasetSource": "interfaces",
@@ -94,7 +95,7 @@ if TYPE_CHECKING:  # what type checkers and the API reference read
     from .data.loading import choose_validation, load_data
     from .data.synthetic import synth, synthesize
     from .evaluation import evaluate, predict
-    from .explaining import explain, explain_maps, explain_score
+    from .explaining import explain, explain_gallery, explain_maps, explain_score
     from .interfaces import Backbone, DatasetSource, Explainer, Strategy, XrayData
     from .plugins import (
         count_parameters,
@@ -130,6 +131,7 @@ __all__ = [
     "demo",
     "evaluate",
     "explain",
+    "explain_gallery",
     "explain_maps",
     "explain_score",
     "hookimpl",

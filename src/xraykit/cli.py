@@ -12,6 +12,7 @@ from typing import Any, List, Optional
 import typer
 
 from . import cli_support
+from . import options as options_text
 from .cli_support import console, friendly
 from .errors import XrayError
 
@@ -256,7 +257,7 @@ def explain(
     """Original beside its heatmap overlay, for each image."""
     from . import explaining, shift_report
 
-    options: dict[str, Any] = dict(cli_support.parse_option(o) for o in option)
+    options: dict[str, Any] = dict(options_text.parse_option(o) for o in option)
     for path in explaining.explain(run, images, method=method, target=target, out=out, precision=precision, **options):
         console.print(f"wrote {path}")
     for path, hint in zip(images, shift_report.familiarity_of_files(run, images)):
@@ -284,10 +285,38 @@ def explain_score(
     """Score explainers on lesions whose outline is known: pointing game and share inside the mask."""
     from . import explaining
 
-    options = cli_support.method_options(option)
+    options = options_text.method_options(option)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     summary = explaining.explain_score(run, data, methods=chosen, limit=limit, out=out, which=which, options=options)
     cli_support.print_explain_scores(summary, out or run)
+
+
+@app.command("explain-gallery")
+@friendly
+def explain_gallery(
+    run: Path = typer.Argument(..., help="Run folder."),
+    data: str = typer.Argument(
+        ..., help="Test images: a folder, 'sample', or 'synthetic[:n=...]' (with lesion masks, each method is scored)."
+    ),
+    variant: List[str] = typer.Option(
+        [],
+        "--variant",
+        help="METHOD or METHOD:KEY=VALUE,... e.g. cam:align=receptive-field (repeatable). "
+        "Default: cam, cam:align=receptive-field, guided-gradcam, occlusion, integrated-gradients.",
+    ),
+    per_kind: int = typer.Option(1, help="Images of each kind (each class, right and wrong)."),
+    limit: Optional[int] = typer.Option(None, help="Score on only the first N lesioned test images."),
+    out: Optional[Path] = typer.Option(None, help="Folder for explain_gallery.png/.json. Default: the run folder."),
+    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
+):
+    """The same test images under several explainers side by side, each with its pointing game."""
+    from . import explaining
+
+    variants = variant or list(explaining.GALLERY_VARIANTS)
+    summary = explaining.explain_gallery(
+        run, data, variants=variants, per_kind=per_kind, limit=limit, out=out, which=which
+    )
+    cli_support.print_gallery(summary, out or run)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""The command line's helpers: one-line errors, its KEY=VALUE options, and what it prints (tables and
+"""The command line's helpers: one-line errors and what it prints (tables and
 summary lines built from what the Python API returns)."""
 
 from __future__ import annotations
@@ -43,34 +43,6 @@ def friendly(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature Typer reads
-
-
-def parse_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as an int, a float, true/false, or else kept as text."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise XrayError(f"--option '{text}': expected KEY=VALUE, e.g. patch=16")
-    value = value.strip()
-    if value.lower() in ("true", "false"):
-        return key.strip(), value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return key.strip(), kind(value)
-        except ValueError:
-            pass
-    return key.strip(), value
-
-
-def method_options(texts: list[str]) -> dict[str, dict[str, Any]]:
-    """``METHOD.KEY=VALUE`` options, by method: ``{"occlusion": {"patch": 16}}``."""
-    options: dict[str, dict[str, Any]] = {}
-    for text in texts:
-        method, dot, rest = text.partition(".")
-        if not dot or "=" in method:
-            raise XrayError(f"--option '{text}': expected METHOD.KEY=VALUE, e.g. occlusion.patch=16")
-        key, value = parse_option(rest)
-        options.setdefault(method, {})[key] = value
-    return options
 
 
 def train_summary(run: Run, resumed: bool) -> list[str]:
@@ -251,6 +223,21 @@ def print_explain_scores(s: dict[str, Any], where: Union[str, Path]) -> None:
         f"The model called {s['predicted_as_target']:.0%} of these images {s['target']}. "
         f"Wrote {where}/explain_score.json"
     )
+
+
+def print_gallery(s: dict[str, Any], where: Union[str, Path]) -> None:
+    scored = s["images_scored"]
+    title = f"Pointing game on {scored} lesioned {s['target']} test images" if scored else "No lesion masks: not scored"
+    table = Table(title=title)
+    for col in ("variant", "pointing game", "inside share", "chance"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    chance = "-" if s["chance"] is None else f"{s['chance']:.3f}"
+    for row in s["variants"]:
+        numbers = [row[k] for k in ("pointing_game", "inside_share")]
+        table.add_row(row["variant"], *("-" if x is None else f"{x:.3f}" for x in numbers), chance)
+    console.print(table)
+    kinds = ", ".join(f"{'right' if p['correct'] else 'wrong'} {p['true']}" for p in s["images"])
+    console.print(f"Images shown: {kinds}. Wrote {where}/explain_gallery.png and explain_gallery.json", markup=False)
 
 
 def print_plugins() -> None:

@@ -1,4 +1,4 @@
-"""Figures: loss curves, confusion matrices, image galleries and CAM overlays (matplotlib).
+"""Figures: loss curves, confusion matrices, image galleries, CAM overlays and galleries of maps (matplotlib).
 
 Each function writes a PNG and returns the :class:`~matplotlib.figure.Figure`, for a
 notebook to show or a test to inspect. Figures are made with matplotlib's object-oriented
@@ -87,6 +87,12 @@ def image_grid(
     return fig
 
 
+def _normalised(raw: torch.Tensor):
+    """A map scaled to 0..1 for display (a flat map shows as all zeros)."""
+    raw = raw.detach().float()
+    return ((raw - raw.min()) / (raw.max() - raw.min() + 1e-12)).numpy()
+
+
 def overlay_pairs(
     images: torch.Tensor,
     maps: torch.Tensor,
@@ -94,9 +100,11 @@ def overlay_pairs(
     path: PathLike,
     suptitle: str = "",
     masks: Optional[torch.Tensor] = None,
-    map_title: str = "Class Activation Map",
+    map_title: Union[str, Sequence[str]] = "Class Activation Map",
 ) -> Figure:
-    """Each image beside its heatmap overlay (one row per image); lesion outlines where known."""
+    """Each image beside its heatmap overlay (one row per image); lesion outlines where known.
+
+    ``map_title`` heads every map, or is one title per row."""
     n = len(images)
     fig = Figure(figsize=(6.0, 3.0 * max(n, 1)))
     axes = fig.subplots(max(n, 1), 2, squeeze=False)
@@ -104,13 +112,12 @@ def overlay_pairs(
         ax.axis("off")
     for i in range(n):
         img = images[i, 0].numpy()
-        raw = maps[i].detach().float()
-        m = ((raw - raw.min()) / (raw.max() - raw.min() + 1e-12)).numpy()
+        m = _normalised(maps[i])
         axes[i, 0].imshow(img, cmap="gray", vmin=0, vmax=255)
         axes[i, 0].set_title(titles[i], fontsize=8)
         axes[i, 1].imshow(img, cmap="gray", vmin=0, vmax=255)
         axes[i, 1].imshow(m, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        axes[i, 1].set_title(map_title, fontsize=8)
+        axes[i, 1].set_title(map_title if isinstance(map_title, str) else map_title[i], fontsize=8)
         if masks is not None and masks[i].any():
             for ax in axes[i]:
                 ax.contour(masks[i].float().numpy(), levels=[0.5], colors="white", linewidths=0.8)
@@ -118,4 +125,45 @@ def overlay_pairs(
         fig.suptitle(suptitle)
     fig.tight_layout()
     save_figure(path, fig)
+    return fig
+
+
+def attribution_gallery(
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    captions: Sequence[str],
+    headers: Sequence[str],
+    path: Optional[PathLike],
+    masks: Optional[torch.Tensor] = None,
+    suptitle: str = "",
+) -> Figure:
+    """One row per image: the image, then its map under each of several methods ``(V, N, H, W)``.
+
+    ``captions`` title the images (left column), ``headers`` the methods (top row); lesion outlines
+    are drawn where ``masks`` has them. Written to ``path`` unless it is None.
+    """
+    n, v = len(images), len(maps)
+    fig = Figure(figsize=(2.1 * (v + 1), 2.3 * max(n, 1) + 0.6))
+    axes = fig.subplots(max(n, 1), v + 1, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        img = images[i, 0].numpy()
+        axes[i, 0].imshow(img, cmap="gray", vmin=0, vmax=255)
+        axes[i, 0].set_title(captions[i], fontsize=7)
+        for j in range(v):
+            axes[i, j + 1].imshow(img, cmap="gray", vmin=0, vmax=255)
+            axes[i, j + 1].imshow(_normalised(maps[j, i]), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            if i == 0:
+                axes[i, j + 1].set_title(headers[j], fontsize=7)
+        if masks is not None and masks[i].any():
+            for ax in axes[i]:
+                ax.contour(masks[i].float().numpy(), levels=[0.5], colors="white", linewidths=0.6)
+    if n == 0:
+        axes[0, 0].text(0.5, 0.5, "No test images", ha="center", va="center")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(path, fig)
     return fig
