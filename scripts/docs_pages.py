@@ -117,8 +117,20 @@ def cell_source(block: Block) -> str:
     return block.body.rstrip("\n")
 
 
+def _admonition(m: re.Match) -> str:
+    """A Material admonition (``!!! note "Title"`` and its indented body) as a Markdown quote, which
+    Jupyter renders; the site's syntax would show in a notebook as literal text."""
+    title = m.group("title") or m.group("kind").capitalize()
+    body = textwrap.dedent(m.group("body")).strip("\n")
+    return "\n".join(["> **" + title + "**", ">"] + [("> " + line).rstrip() for line in body.splitlines()]) + "\n\n"
+
+
 def _markdown(text: str) -> str:
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)  # markers for the docs tests, not for readers
+    text = re.sub(
+        r'^!!! (?P<kind>\w+)(?: "(?P<title>[^"]*)")?\n(?P<body>(?:(?: {4}.*)?\n)+)', _admonition, text, flags=re.M
+    )
+    text = re.sub(r"(!\[[^\]]*\]\([^)]*\))\{[^}]*\}", r"\1", text)  # the site's { width=... }: not Markdown
     text = re.sub(r"\]\((\.\./)*img/", f"](https://raw.githubusercontent.com/{REPOSITORY}/main/docs/img/", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 

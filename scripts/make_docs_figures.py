@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +23,11 @@ from pathlib import Path
 import xraykit
 from xraykit.data.synthetic import synthesize
 
-DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_pages import blocks  # noqa: E402  (the page's own blocks)
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS_IMG = DOCS / "img"
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"  # the numbers the docs quote
 
 # file in docs/img -> what it shows (tests/test_docs.py checks that every image the docs use is listed here)
@@ -32,6 +38,7 @@ FIGURES = {
     "misclassified.png": "the demo's misclassified test images, most confident mistakes first",
     "confusion_matrix.png": "the confusion matrix of the demo's Task 1.1 model on the synthetic test split",
     "explain_gallery.png": "five explainers on the same test images at 256 px, each with its pointing game",
+    "bad_curves.png": "Tutorial 1's over-fitting and under-fitting runs, made by the page's own code",
 }
 # The gallery's model: Task 1.1 as the demo trains it (640 synthetic images, 10 epochs, the report's
 # recipe) but at 256 pixels, where layer4's grid is 8 x 8 and a map can land on a lesion
@@ -71,16 +78,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a few-second demo (to test the script)")
     parser.add_argument("--out", type=Path, default=DOCS_IMG, help="folder for the figures (default: docs/img)")
-    parser.add_argument("--only", choices=("demo", "gallery"), help="make only these figures")
+    parser.add_argument("--only", choices=("demo", "gallery", "curves"), help="make only these figures")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     synthetic_gallery(args.out / "synthetic_xrays.png")
     with tempfile.TemporaryDirectory() as tmp:
-        if args.only != "gallery":
+        if args.only in (None, "demo"):
             demo_figures(args.out, Path(tmp) / "demo", args.tiny)
-        if args.only != "demo":
+        if args.only in (None, "gallery"):
             explanation_gallery(args.out, Path(tmp) / "gallery", args.tiny)
+        if args.only in (None, "curves"):
+            bad_curves(args.out, Path(tmp) / "curves")
     for name in FIGURES:
         if (args.out / name).is_file():
             (args.out / name).chmod(0o644)  # atomic writes make 0600 files; these are published
@@ -100,6 +109,23 @@ def demo_figures(out: Path, demo: Path, tiny: bool) -> None:
     for task, m in summary["tasks"].items():
         cam = m['cam'] and f"{m['cam']['variant']} (validation pointing game {m['cam']['pointing_game']:.2f})"
         print(f"{task}: test accuracy {m['accuracy']:.3f}, cam.png at {cam}")
+
+
+def bad_curves(out: Path, folder: Path) -> None:
+    """Tutorial 1's two bad shapes, by the page's own code in a folder like the reader's (``xrays/`` made by
+    ``xraykit synth xrays --n 96 --size 64``), so the figure is the one the reader's run draws."""
+    from xraykit.data.synthetic import synth
+
+    folder.mkdir(parents=True)
+    synth(folder / "xrays", n=96, size=64, seed=0)
+    cwd = Path.cwd()
+    os.chdir(folder)
+    try:
+        code = next(b.body for b in blocks(DOCS / "tutorials" / "scratch.md") if "bad_curves.png" in b.body)
+        exec(compile(code, "docs/tutorials/scratch.md", "exec"), {})
+        shutil.copy(folder / "bad_curves.png", out / "bad_curves.png")
+    finally:
+        os.chdir(cwd)
 
 
 def explanation_gallery(out: Path, folder: Path, tiny: bool) -> None:

@@ -95,6 +95,17 @@ def test_page_runs_top_to_bottom(page, folders, tmp_path_factory, imagenet_in_ca
 
 
 @pytest.mark.parametrize("page", TUTORIALS)
+def test_a_notebooks_markdown_holds_none_of_the_sites_own_syntax(page):
+    """Jupyter shows Material's admonitions (``!!! note``) and attribute lists (``{ width=... }``) as
+    literal text, so the notebook gets a quote and a plain image instead; the words stay."""
+    text = "\n".join("".join(c["source"]) for c in notebook(page)["cells"] if c["cell_type"] == "markdown")
+    assert not re.search(r"^\s*!!! ", text, re.M)
+    assert not re.search(r"\)\{[^}]*\}", text)
+    for m in re.finditer(r'^!!! \w+ "([^"]+)"', (DOCS / page).read_text(), re.M):
+        assert f"> **{m.group(1)}**" in text
+
+
+@pytest.mark.parametrize("page", TUTORIALS)
 def test_each_tutorial_has_its_notebook_made_from_the_page_as_it_is_now(page):
     committed = json.loads(notebook_path(page).read_text(encoding="utf-8"))
     assert sources(committed) == sources(notebook(page)), (

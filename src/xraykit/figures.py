@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .io import save_figure
 
@@ -28,6 +29,7 @@ def loss_curves(histories: dict[str, list[dict]], path: PathLike, title: Optiona
         ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
         ax.plot(epochs, [h["val_loss"] for h in history], "s--", label="validation loss")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25
         ax.set_ylabel("cross-entropy loss")
         ax.set_title(label)
         ax.grid(alpha=0.3)
