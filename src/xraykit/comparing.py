@@ -15,7 +15,7 @@ from .config import TrainConfig
 from .data.loading import DataLike, choose_validation, held_out_test, load_data
 from .errors import WeightsUnavailableError, XrayError
 from .evaluation import evaluate, misclassified, titles
-from .explaining import choose_cam_setting, explain_maps
+from .explaining import choose_cam_setting, explain_maps, lesioned
 from .inference import predict_proba
 from .interfaces import XrayData
 from .io import write_json
@@ -287,8 +287,8 @@ def _cam_setting(model: nn.Module, run: Run, val: XrayData) -> Optional[dict[str
     if val.masks is None or "PNEUMONIA" not in run.classes:
         return None
     k = run.classes.index("PNEUMONIA")
-    sick = (val.labels == k) & val.masks.flatten(1).any(1)
-    if not sick.any():
+    sick = lesioned(val, k)
+    if not len(sick):
         return None
     return choose_cam_setting(model, run.backbone, val.images[sick], val.masks[sick], k)
 

@@ -20,7 +20,7 @@ from .data.images import display_path, load_image
 from .data.loading import DataLike, describe, held_out_test, load_data
 from .errors import XrayError
 from .inference import autocast, predict_proba, resolve_precision, to_input
-from .interfaces import Backbone
+from .interfaces import Backbone, XrayData
 from .io import write_json
 from .options import parse_variant, variant_label
 from .runs import Run, RunLike
@@ -61,6 +61,33 @@ def check_explainer_options(method: str, options: dict[str, Any]) -> None:
     for key in options:
         if key not in known:
             raise XrayError(f"explainer '{method}' has no option '{key}' (its options: {', '.join(known) or 'none'})")
+
+
+def lesioned(data: XrayData, k: int) -> torch.Tensor:
+    """Indices of the images of class ``k`` whose lesion mask is not empty (none without masks)."""
+    if data.masks is None:
+        return torch.empty(0, dtype=torch.long)
+    return ((data.labels == k) & data.masks.flatten(1).any(1)).nonzero().flatten()
+
+
+def _check_supports(method: str, backbone: Backbone) -> None:
+    if not plugins.explainer(method).supports(backbone):
+        raise XrayError(f"explainer '{method}' cannot explain backbone '{backbone.name}'")
+
+
+def _test_split(run: Run, data: DataLike, target: str) -> tuple[str, XrayData, int]:
+    """``(where, test split, index of target)``: the data's test split, checked against the run's classes."""
+    where = describe(data)
+    test = held_out_test(load_data(data, run.config.image_size), where)
+    run.check_classes(test, where)
+    if target not in run.classes:
+        raise XrayError(f"Unknown target '{target}'. Known: {', '.join(run.classes)}")
+    return where, test, run.classes.index(target)
+
+
+def _what_was_explained(run: Run, where: str, which: Optional[str], target: str) -> dict[str, str]:
+    """The keys every explanation summary starts with: which run, data, checkpoint and class."""
+    return {"run": str(run.path), "data": where, "checkpoint": run.checkpoint_path(which).name, "target": target}
 
 
 def explain(
@@ -153,18 +180,13 @@ def explain_score(
     if limit is not None and limit < 1:
         raise XrayError("--limit must be at least 1")
     run = Run.open(run)
-    where = describe(data)
-    test = held_out_test(load_data(data, run.config.image_size), where)
-    run.check_classes(test, where)
+    where, test, k = _test_split(run, data, target)
     if test.masks is None:
         raise XrayError(
             f"{where}: no lesion masks to score against (use 'synthetic', or a folder written by "
             "`xraykit synth`, which keeps them in its masks/ folder)"
         )
-    if target not in run.classes:
-        raise XrayError(f"Unknown target '{target}'. Known: {', '.join(run.classes)}")
-    k = run.classes.index(target)
-    chosen = ((test.labels == k) & test.masks.flatten(1).any(1)).nonzero().flatten()[:limit]
+    chosen = lesioned(test, k)[:limit]
     if not len(chosen):
         raise XrayError(f"{where}: no {target} test image with a lesion mask to score against")
     bb = run.backbone
@@ -172,8 +194,7 @@ def explain_score(
         methods = [name for name in plugins.list_explainers() if plugins.explainer(name).supports(bb)]
     options = dict(options or {})
     for method in methods:
-        if not plugins.explainer(method).supports(bb):
-            raise XrayError(f"explainer '{method}' cannot explain backbone '{bb.name}'")
+        _check_supports(method, bb)
     for method, opts in options.items():
         if method not in methods:
             raise XrayError(
@@ -185,10 +206,7 @@ def explain_score(
     images, masks = test.images[chosen], test.masks[chosen]
     probs = predict_proba(model, images, bb)
     summary = {
-        "run": str(run.path),
-        "data": where,
-        "checkpoint": run.checkpoint_path(which).name,
-        "target": target,
+        **_what_was_explained(run, where, which, target),
         "images": len(chosen),
         "predicted_as_target": float((probs.argmax(1) == k).float().mean()),
         "chance": {"mask_area_fraction": float(scoring.area_fraction(masks).mean())},
@@ -230,16 +248,18 @@ def choose_cam_setting(
     names = dict(model.named_modules())
     offered = [s for s in settings if s.get("layer") is None or s["layer"] in names]
     targets = torch.full((len(images),), target, dtype=torch.long)
-    scores = {}
-    for options in offered:
-        maps = explain_maps(model, backbone, images, targets, "cam", **options)
-        scores[variant_label("cam", options)] = float(scoring.pointing_game(maps, masks).mean())
-    best = max(range(len(offered)), key=lambda i: (scores[variant_label("cam", offered[i])], -i))
-    chosen = offered[best]
+    labels = [variant_label("cam", options) for options in offered]
+    scores = {
+        label: float(
+            scoring.pointing_game(explain_maps(model, backbone, images, targets, "cam", **options), masks).mean()
+        )
+        for label, options in zip(labels, offered)
+    }
+    best = max(range(len(offered)), key=lambda i: (scores[labels[i]], -i))  # ties: the earlier setting
     return {
-        "options": dict(chosen),
-        "variant": variant_label("cam", chosen),
-        "pointing_game": scores[variant_label("cam", chosen)],
+        "options": dict(offered[best]),
+        "variant": labels[best],
+        "pointing_game": scores[labels[best]],
         "scores": scores,
         "images": len(images),
     }
@@ -280,14 +300,9 @@ def explain_gallery(
         raise XrayError("no variants given")
     bb = run.backbone
     for method, opts in parsed:
-        if not plugins.explainer(method).supports(bb):
-            raise XrayError(f"explainer '{method}' cannot explain backbone '{bb.name}'")
+        _check_supports(method, bb)
         check_explainer_options(method, opts)
-    where = describe(data)
-    test = held_out_test(load_data(data, run.config.image_size), where)
-    run.check_classes(test, where)
-    if target not in run.classes:
-        raise XrayError(f"Unknown target '{target}'. Known: {', '.join(run.classes)}")
+    where, test, k = _test_split(run, data, target)
 
     model = run.load_model(which)
     probs = predict_proba(model, test.images, bb)
@@ -295,9 +310,8 @@ def explain_gallery(
     picks = _gallery_picks(test.labels, probs, per_kind)
     images = test.images[picks]
 
-    k = run.classes.index(target)
     masks = test.masks if test.masks is not None else torch.zeros(len(test), *test.images.shape[-2:], dtype=torch.bool)
-    scored = ((test.labels == k) & masks.flatten(1).any(1)).nonzero().flatten()[:limit]
+    scored = lesioned(test, k)[:limit]
     rows: list[dict[str, Any]] = []
     maps = []
     for method, opts in parsed:
@@ -321,10 +335,7 @@ def explain_gallery(
         for i in picks.tolist()
     ]
     summary = {
-        "run": str(run.path),
-        "data": where,
-        "checkpoint": run.checkpoint_path(which).name,
-        "target": target,
+        **_what_was_explained(run, where, which, target),
         "images_scored": len(scored),
         "chance": float(scoring.area_fraction(masks[scored]).mean()) if len(scored) else None,
         "variants": rows,
