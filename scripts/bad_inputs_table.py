@@ -3,8 +3,10 @@
 The one table of every bad input the project knows. Each row builds one bad input in a
 temporary directory (most are a small Kaggle-layout folder, DATA/train/{NORMAL,PNEUMONIA}/*.png,
 six 32x32 grayscale PNGs per class, with one problem in it), runs the command shown as a
-subprocess (``xraykit train DATA --epochs 1 --image-size 32 --batch-size 4 --out OUT --seed 0``
-unless the row says otherwise), and reports its exit code, the last line of stderr (for
+process of its own (``xraykit train DATA --epochs 1 --image-size 32 --batch-size 4 --out OUT --seed 0``
+unless the row says otherwise; forked from one process that imported torch once, see
+``cli_launcher.py``, except the rows that start two commands at once or signal one, which start
+the ``xraykit`` executable itself), and reports its exit code, the last line of stderr (for
 ``--skip-bad``: the warning line and the count) and a verdict against what the row expects:
 
 - ``error``: exit code 2, one line, no traceback;
@@ -41,6 +43,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_launcher import Launcher  # noqa: E402
 
 PWNED = Path("/tmp/PWNED_xraykit")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}  # wide: rich does not wrap the lines we show
@@ -140,9 +145,13 @@ class Row:
     used: Optional[Path] = None  # for a valid train row: the run whose image count to show
 
 
+_launcher: Optional[Launcher] = None  # started by table()
+
+
 def run(args: list[str]) -> tuple[int, str, str]:
-    proc = subprocess.run(["xraykit", *args], capture_output=True, env=ENV)
-    return proc.returncode, proc.stdout.decode(errors="backslashreplace"), proc.stderr.decode(errors="backslashreplace")
+    """``xraykit ARGS`` in a process of its own, forked from one that imported torch once (cli_launcher.py)."""
+    assert _launcher is not None, "run() runs inside table()"
+    return _launcher.run(args)
 
 
 def last_line(text: str) -> str:
@@ -467,6 +476,16 @@ def execute(row: Row) -> tuple[Row, int, str, bool]:
 def table(jobs: int = 2) -> tuple[list[tuple[Row, int, str, bool, str]], str]:
     """Every row run (``jobs`` at a time): ``(row, exit code, what the user sees, traceback?, verdict)``, and
     the summary line."""
+    global _launcher
+    _launcher = Launcher(ENV)
+    try:
+        return _table(jobs)
+    finally:
+        _launcher.close()
+        _launcher = None
+
+
+def _table(jobs: int) -> tuple[list[tuple[Row, int, str, bool, str]], str]:
     with tempfile.TemporaryDirectory(prefix="xraykit-bad-") as name:
         tmp = Path(name)
         good = tmp / "goodrun"

@@ -14,6 +14,8 @@ from xraykit.cli import app
 from xraykit.explaining import CAM_SETTINGS
 from xraykit.options import variant_label
 
+from helpers import assert_one_line_error
+
 WIDE = {"COLUMNS": "250"}  # rich wraps at 80 columns when it cannot see a terminal
 COMMANDS = sorted(typer.main.get_command(app).commands.items())
 
@@ -74,6 +76,10 @@ def test_demo_at_a_tiny_size_writes_a_complete_run_folder_and_says_imagenet_was_
         assert 0 <= task["accuracy"] <= 1
         assert set(task["per_class_accuracy"]) == {"NORMAL", "PNEUMONIA"}
         assert sum(map(sum, task["confusion_matrix"])) == task["n"] == 12
+    # The demo pins float32, so its numbers are the ones the pages quote on every CPU, bfloat16 or not.
+    for run in ("task1.1-scratch", "task1.2-finetune"):
+        config = json.loads((out / run / "config.json").read_text())
+        assert (config["precision"], config["record"]["precision"]) == ("32", "32")
 
     # cam.png: each model's map at the CAM setting that points into the validation lesions most often.
     report = (out / "report.md").read_text()
@@ -122,6 +128,12 @@ def test_running_the_demo_again_keeps_the_first_folder_and_writes_the_next_free_
     assert (tmp_path / "xraykit-demo" / "metrics.json").read_bytes() == before
     assert (tmp_path / "xraykit-demo-2" / "report.md").is_file()
     assert "xraykit-demo-2" in words(second.output)
+
+
+def test_the_demos_precision_is_checked_before_anything_is_trained(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--precision", "16", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert_one_line_error(result, "precision '16' is not one of: 32, bf16-mixed, auto")
+    assert not (tmp_path / "demo").exists()
 
 
 def test_the_demo_refuses_an_explicit_out_that_already_holds_a_run(tmp_path):

@@ -84,8 +84,11 @@ def _validation_logits(run):
 
 
 def test_threshold_and_temperature_come_from_the_validation_images_never_from_the_test_images(named_run, tmp_path):
-    first = xraykit.evaluate(named_run, ELSEWHERE, out=tmp_path / "a", threshold="youden", cam=False)
-    other = xraykit.evaluate(named_run, "synthetic:n=96,seed=6", out=tmp_path / "b", threshold="youden", cam=False)
+    # float32, as the validation logits computed below
+    first = xraykit.evaluate(named_run, ELSEWHERE, out=tmp_path / "a", threshold="youden", cam=False, precision="32")
+    other = xraykit.evaluate(
+        named_run, "synthetic:n=96,seed=6", out=tmp_path / "b", threshold="youden", cam=False, precision="32"
+    )
     assert first["threshold"] == other["threshold"]  # other test images, the same choice
     assert first["calibration"]["temperature"] == other["calibration"]["temperature"]
     logits, labels = _validation_logits(named_run)
@@ -97,7 +100,7 @@ def test_threshold_and_temperature_come_from_the_validation_images_never_from_th
 
 
 def test_the_threshold_decides_the_test_predictions(named_run, tmp_path):
-    m = xraykit.evaluate(named_run, ELSEWHERE, out=tmp_path, threshold="sensitivity=1", cam=False)
+    m = xraykit.evaluate(named_run, ELSEWHERE, out=tmp_path, threshold="sensitivity=1", cam=False, precision="32")
     test = load_data(ELSEWHERE, 32)["test"]
     model = named_run.load_model()
     probs = predict_logits(model, test.images, lambda x: to_input(x, named_run.backbone), 64, "cpu").softmax(1)

@@ -19,7 +19,10 @@ from .errors import XrayError
 # Each command imports what it needs (torch among it) when it runs: `xraykit --help`,
 # `xraykit COMMAND --help` and `xraykit --version` answer at once (benchmarks/cli_startup.py).
 
-PRECISION_HELP = "'32' (float32), 'bf16-mixed' (bfloat16 autocast) or 'auto' (float32 on a CPU, bf16-mixed on a GPU)."
+PRECISION_HELP = (
+    "'32' (float32), 'bf16-mixed' (bfloat16 autocast) or 'auto' (bf16-mixed where the CPU or GPU computes "
+    "bfloat16 in hardware, float32 elsewhere)."
+)
 app = typer.Typer(
     help="Learn, teach and practise deep learning on chest X-rays (ResNet-18 from scratch and fine-tuned, CAM).",
     no_args_is_help=True,
@@ -55,12 +58,17 @@ def demo(
     image_size: int = typer.Option(64, help="Image size in pixels."),
     epochs: int = typer.Option(10, help="Epochs for each task."),
     seed: int = typer.Option(0, help="Random seed."),
+    precision: str = typer.Option(
+        "32", help="'32' (float32: the numbers the docs quote, on every CPU), 'bf16-mixed' or 'auto' (see train)."
+    ),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Run Task 1.1 and Task 1.2 on built-in synthetic X-rays and write a complete run folder."""
     from . import comparing
 
-    summary = comparing.demo(out, n=n, image_size=image_size, epochs=epochs, seed=seed, quiet=quiet)
+    summary = comparing.demo(
+        out, n=n, image_size=image_size, epochs=epochs, seed=seed, precision=precision, quiet=quiet
+    )
     out = Path(summary["out"])
     console.print(cli_support.results_table(summary))
     paired = cli_support.paired_line(summary)

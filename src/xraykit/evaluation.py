@@ -127,7 +127,7 @@ def evaluate(
     else:
         metrics["calibration"] = {"note": f"calibration skipped: {val_note}"}
     if adapt:
-        metrics["adapted"] = _adapted(run, model, bb, test, probs, chosen, adapt, dev)
+        metrics["adapted"] = _adapted(run, model, bb, test, probs, chosen, adapt, dev, how)
     shift = _shift_check(run, data, test, which, model, out_dir)
     if shift is not None:
         metrics["shift"] = shift
@@ -207,12 +207,13 @@ def _adapted(
     threshold: Optional[float],
     adapt: Sequence[str],
     device: torch.device,
+    precision: str,
 ) -> dict[str, Any]:
     """The numbers after each label-free adaptation to the test images (their labels only score the result)."""
     out: dict[str, Any] = {}
     if "adabn" in adapt:
         adapted = adapt_batchnorm(model.cpu(), to_input(test.images, bb))
-        adapted_probs = _logits(adapted, test.images, bb, device).softmax(1)
+        adapted_probs = _logits(adapted, test.images, bb, device, precision).softmax(1)
         out["adabn"] = _scored(adapted_probs, test.labels, run.classes, threshold)
     if "prior" in adapt:
         model_prior, assumed = model_prior_of(run)

@@ -70,8 +70,9 @@ def train(
     recipe. ``data_name``, when ``data`` is already loaded, says where it came from
     (``synthetic:n=640,seed=0``, a folder), so that ``config.json`` records it and ``--resume``
     can load it again. ``precision`` is ``"32"`` (float32), ``"bf16-mixed"`` (bfloat16 autocast) or
-    ``"auto"`` (:func:`xraykit.inference.resolve_precision`: float32 on a CPU); what it resolved to is
-    ``run.record.precision``. ``compile`` runs the training passes through ``torch.compile``. Returns the run.
+    ``"auto"`` (:func:`xraykit.inference.resolve_precision`: bfloat16 where the hardware has it); what it
+    resolved to is ``run.record.precision``. ``compile`` runs the training passes through ``torch.compile``.
+    Returns the run.
     """
     strategy, bb = plugins.strategy(task), plugins.backbone(backbone)
     config = TrainConfig.for_recipe(
@@ -172,7 +173,7 @@ def resume(
     run = Run.open(run)
     config = run.config if epochs is None else run.config.replace(epochs=epochs)
     check_device(config.device)
-    resolve_precision(config.record.precision or config.precision, resolve_device(config.device))  # still runs here
+    resolve_precision(config.record.precision or "32", resolve_device(config.device))  # still runs here
     if data is not None and not isinstance(data, dict) and config.data != "in-memory":
         if loading.data_name(data) != config.data:
             raise XrayError(
