@@ -200,7 +200,7 @@ def weights_file(path: Path, key: str, change: Callable[[torch.Tensor], torch.Te
 
 def with_value(value: float) -> Callable[[torch.Tensor], torch.Tensor]:
     def change(t: torch.Tensor) -> torch.Tensor:
-        t.view(-1)[0] = value
+        t[(0,) * t.dim()] = value  # the first element, whatever the layout (a bf16 run's is channels-last)
         return t
 
     return change
@@ -385,7 +385,7 @@ def run_folder_rows(tmp: Path, good: Path) -> list[Row]:
         return lambda d: [torch.save(payload, c) for c in (d / "checkpoints").glob("*.pt")]
 
     def nan(st: dict) -> None:
-        st["model"]["layer2.0.conv1.weight"].view(-1)[0] = float("nan")
+        st["model"]["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
 
     def resnet34(st: dict) -> None:
         import torchvision

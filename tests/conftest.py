@@ -12,9 +12,17 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-import xraykit
-from xraykit import weights as weights_module
-from xraykit.data.synthetic import synthetic_splits
+# A Rich console made while COLUMNS and LINES are set keeps that size for good, and pytest-xdist's workers
+# start with COLUMNS=80 and LINES=24. So both go, and xraykit's consoles are made now, before any test
+# runs: each test's output is then as wide as the COLUMNS that test sets (CliRunner's env), as in a shell.
+for name in ("COLUMNS", "LINES"):
+    os.environ.pop(name, None)
+
+import xraykit  # noqa: E402
+import xraykit.cli_support  # noqa: F401, E402
+import xraykit.progress  # noqa: F401, E402
+from xraykit import weights as weights_module  # noqa: E402
+from xraykit.data.synthetic import synthetic_splits  # noqa: E402
 
 # Torch calls are slow next to hypothesis' 200 ms deadline; examples are fixed per run in CI.
 settings.register_profile(

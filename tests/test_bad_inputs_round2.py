@@ -134,13 +134,13 @@ def set_(key: str, value) -> Callable[[dict], None]:
 
 
 def nan_at(t: torch.Tensor) -> torch.Tensor:
-    t = t.clone()
+    t = t.clone(memory_format=torch.contiguous_format)  # a bf16 run's weights are channels-last
     t.view(-1)[3] = math.nan
     return t
 
 
 def inf_at(t: torch.Tensor) -> torch.Tensor:
-    t = t.clone()
+    t = t.clone(memory_format=torch.contiguous_format)
     t.view(-1)[0] = math.inf
     return t
 

@@ -131,9 +131,7 @@ def test_a_run_of_the_demo_extended_with_the_cli_equals_one_trained_that_long(tm
     assert Run(stopped).config.data == "synthetic:n=24,seed=5"
     result = runner.invoke(cli.app, ["train", "--resume", str(stopped), "--epochs", "3", "--quiet"])
     assert result.exit_code == 0, result.output
-    straight = xraykit.train(  # float32, as the demo trains
-        "synthetic:n=24,seed=5", "scratch", out=tmp_path / "straight", epochs=3, seed=5, precision="32", **TINY
-    )
+    straight = xraykit.train("synthetic:n=24,seed=5", "scratch", out=tmp_path / "straight", epochs=3, seed=5, **TINY)
     assert_same_run(Run(stopped), straight)
 
 

@@ -58,9 +58,7 @@ def demo(
     image_size: int = typer.Option(64, help="Image size in pixels."),
     epochs: int = typer.Option(10, help="Epochs for each task."),
     seed: int = typer.Option(0, help="Random seed."),
-    precision: str = typer.Option(
-        "32", help="'32' (float32: the numbers the docs quote, on every CPU), 'bf16-mixed' or 'auto' (see train)."
-    ),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Run Task 1.1 and Task 1.2 on built-in synthetic X-rays and write a complete run folder."""

@@ -175,16 +175,15 @@ def demo(
     image_size: int = 64,
     epochs: int = 10,
     seed: int = 0,
-    precision: Union[str, int] = "32",
+    precision: Union[str, int] = "auto",
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Both teaching tasks on built-in synthetic X-rays: a complete run folder in a few minutes on a CPU.
 
     Without ``out`` the folder is ``xraykit-demo``, or ``xraykit-demo-2``, ``-3``, ... when an
     earlier demo is there: running the README's command twice works and keeps the first
-    run. The summary's ``"out"`` says which folder was written. ``precision`` is float32 unless
-    asked: the documentation quotes the demo's numbers, and float32 gives those numbers on every
-    CPU, with bfloat16 hardware or without (``"auto"`` to train faster where it has it).
+    run. The summary's ``"out"`` says which folder was written. ``precision`` as for
+    :func:`xraykit.train` (``"32"`` for float32 where ``auto`` would be bfloat16).
     """
     out = Path(out) if out is not None else _free_folder(Path("xraykit-demo"))
     # Named, not built here: metrics.json then says which data to give `explain-score` or `evaluate`.
