@@ -82,7 +82,9 @@ class RunRecord:
     def from_dict(cls, d: Any) -> RunRecord:
         if not isinstance(d, dict):
             raise XrayError(f"record must be a mapping of names to values, got {d!r}")
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known.setdefault("precision", "32")  # a run from before 0.2 recorded none: every run then trained in float32
+        return cls(**known)
 
 
 @dataclass
@@ -174,8 +176,8 @@ class TrainConfig:
         if not isinstance(d, dict):
             raise XrayError(f"expected a mapping of option names to values, got {type(d).__name__}")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "record" not in known and isinstance(d.get("extra"), dict):
-            known["record"] = d["extra"]
+        if "record" not in known:
+            known["record"] = d["extra"] if isinstance(d.get("extra"), dict) else {}  # read like any record
         return cls(**known)
 
 

@@ -168,7 +168,7 @@ def resolve_precision(name: Union[str, int], device: torch.device) -> str:
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 in hardware, so that ``bf16-mixed`` is faster than float32 there.
 
-    On the CPU: the x86 instruction sets AVX512-BF16 or AMX-BF16 (measured: 2x float32's training
+    On the CPU: the x86 instruction sets AVX512-BF16 or AMX-BF16 (measured: 1.84x float32's training
     speed with AVX512-BF16). Other CPUs can run bfloat16 autocast, but emulated it was slower than
     float32, and ARM's bfloat16 has not been measured, so they count as not native.
     """

@@ -22,7 +22,7 @@ from torch import nn
 from . import distributed
 from .config import TrainConfig
 from .errors import XrayError
-from .inference import DeviceLike, Forward, choose_inputs, predict_logits, set_train_mode, to_device
+from .inference import DeviceLike, Forward, choose_inputs, predict_logits, resolve_precision, set_train_mode, to_device
 from .interfaces import Backbone, Strategy, XrayData
 from .io import save_torch, write_json
 from .weights import CHECKPOINT_FORMAT
@@ -56,7 +56,7 @@ def fit(
     :func:`xraykit.training.build_model`); ``device`` is where it trains.
     """
     callbacks = callbacks if callbacks is not None else Callbacks()
-    precision = config.record.precision or "32"  # "": a run from before 0.2, when every run trained in float32
+    precision = config.record.precision or resolve_precision(config.precision, device)  # "": not trained yet
     model.to(device)
     if precision == "bf16-mixed":  # channels-last goes with bfloat16 (inference.accelerated)
         model.to(memory_format=torch.channels_last)

@@ -173,7 +173,7 @@ def resume(
     run = Run.open(run)
     config = run.config if epochs is None else run.config.replace(epochs=epochs)
     check_device(config.device)
-    resolve_precision(config.record.precision or "32", resolve_device(config.device))  # still runs here
+    resolve_precision(config.record.precision or config.precision, resolve_device(config.device))  # still runs here
     if data is not None and not isinstance(data, dict) and config.data != "in-memory":
         if loading.data_name(data) != config.data:
             raise XrayError(
