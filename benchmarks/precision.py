@@ -45,14 +45,18 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> str:
+    """The CPU's name and, on Linux, its family and model numbers: cloud CPUs often share one name
+    ("AMD EPYC") across generations whose seconds differ twofold."""
     cpu = platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    if "model name" in fields:
+        cpu = f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
     return f"{cpu}, {torch.get_num_threads()} threads"
 
 

@@ -60,10 +60,12 @@ def train(splits, tmp_path, task="finetune", epochs=1, **options):
     return model, history, recorder
 
 
-def test_cached_fine_tuning_learns_the_same_head_as_the_uncached_loop(small, tmp_path):
-    # float32: the cache's features are float32, and bfloat16's rounding would be the only difference
-    cached, cached_history, _ = train(small, tmp_path / "a", epochs=2, feature_cache=True, precision="32")
-    plain, plain_history, _ = train(small, tmp_path / "b", epochs=2, feature_cache=False, precision="32")
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_cached_fine_tuning_learns_the_same_head_as_the_uncached_loop(precision, small, tmp_path):
+    # In each precision the cache holds what the head would receive without it: under bf16-mixed the
+    # backbone's one pass runs in bfloat16 too, as every uncached epoch does (a float32 cache would not).
+    cached, cached_history, _ = train(small, tmp_path / "a", epochs=2, feature_cache=True, precision=precision)
+    plain, plain_history, _ = train(small, tmp_path / "b", epochs=2, feature_cache=False, precision=precision)
     torch.testing.assert_close(cached.fc.weight, plain.fc.weight, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(cached.fc.bias, plain.fc.bias, rtol=1e-4, atol=1e-5)
     for c, p in zip(cached_history, plain_history):

@@ -1,8 +1,8 @@
 """``--precision``: 32, bf16-mixed and auto, what auto means, repeatability in each, and the GPU path's logic.
 
 The same seed gives bit-identical weights in every precision this CPU runs (the property the
-default of ``auto`` depends on); ``auto`` is bfloat16 only where the hardware computes it
-(benchmarks/precision.py measured that it learns as well there, 1.84x as fast).
+default of ``auto`` depends on); ``auto`` is float32: bfloat16 trained 2.2x as fast on this CPU but
+cost Task 1.1 accuracy at 224 px with the course's recipe (benchmarks/compare_minutes.py).
 The GPU path cannot run here: its decisions (which images move, when the loss is read, which
 tensors follow the batch's device) are tested on the CPU, with the ``meta`` device standing in
 for a GPU where only the device of each tensor matters.
@@ -97,25 +97,33 @@ def test_explicit_words_are_themselves_and_others_are_refused():
         ({}, False),
     ],
 )
-def test_auto_on_a_cpu_is_bfloat16_only_where_the_cpu_computes_it_natively(monkeypatch, capabilities, native):
+def test_native_bf16_names_the_cpus_that_compute_bfloat16_in_hardware(monkeypatch, capabilities, native):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)  # older torch: absent
     assert inference.native_bf16(CPU) is native
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_auto_is_float32_even_where_the_hardware_computes_bfloat16(monkeypatch, device):
+    # Measured (docs/performance.md): bfloat16 training cost Task 1.1 1.5 and 2.3 points at 224 px with the
+    # course's recipe, paired on the same test images, so auto keeps float32 until a device type earns bfloat16.
+    monkeypatch.setattr(inference, "native_bf16", lambda d: True)
+    monkeypatch.setattr(inference, "bf16_supported", lambda d: True)
+    assert inference.resolve_precision("auto", torch.device(device)) == "32"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_device_type_that_earns_bfloat16_gets_it_from_auto_only_where_it_is_native(monkeypatch, native):
+    monkeypatch.setattr(inference, "AUTO_BF16_ON", {"cpu"})
+    monkeypatch.setattr(inference, "native_bf16", lambda d: native)
     assert inference.resolve_precision("auto", CPU) == ("bf16-mixed" if native else "32")
 
 
-def test_auto_on_cuda_follows_the_gpus_bfloat16(monkeypatch):
+def test_bf16_mixed_on_a_gpu_without_bfloat16_is_refused(monkeypatch):
     cuda = torch.device("cuda")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert inference.resolve_precision("auto", cuda) == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert inference.resolve_precision("auto", cuda) == "32"
     with pytest.raises(XrayError, match="use --precision 32"):
         inference.resolve_precision("bf16-mixed", cuda)
-
-
-def test_float32_adds_nothing_to_the_forward_pass():
-    model = torch.nn.Linear(2, 2)
-    assert inference.accelerated(model, CPU, "32") is model
 
 
 @pytest.mark.skipif("bf16-mixed" not in CPU_PRECISIONS, reason="this CPU has no bfloat16 autocast")
@@ -182,7 +190,8 @@ def test_a_run_from_before_precision_was_recorded_resumes_in_float32(data, tmp_p
     config = read_json(old / "config.json")
     del config["precision"], config["record"]["precision"]
     (old / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(inference, "native_bf16", lambda device: True)  # auto would be bfloat16 on this machine
+    monkeypatch.setattr(inference, "AUTO_BF16_ON", {"cpu"})  # auto would be bfloat16 on this machine
+    monkeypatch.setattr(inference, "native_bf16", lambda device: True)
     result = runner.invoke(app, ["train", "--resume", str(old), "--epochs", "2", "--quiet"])
     assert result.exit_code == 0, result.output
     assert_identical(weights(old), weights(straight))
