@@ -10,7 +10,7 @@ each task's seconds per epoch, and each task's test accuracy overall and per cla
 ratio of minutes to float32 of the same run; then Task 1.1 of one precision against the other on
 the same test images (accuracy difference, bootstrap interval, McNemar's p):
 
-    python benchmarks/compare_minutes.py ../shared/data/chest_xray                  # 224 px, 10 epochs, bf16-mixed then 32
+    python benchmarks/compare_minutes.py ../shared/data/chest_xray     # 224 px, 10 epochs, bf16-mixed then 32
 
 Task 1.2 starts from ImageNet weights when torch's cache holds them. Offline it needs a
 stand-in (``--weights PATH``); without one, this script writes a randomly initialised
@@ -47,7 +47,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from precision import machine  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-TASKS = {"task1.1-scratch": "Task 1.1: scratch", "task1.2-finetune": "Task 1.2: finetune"}  # run folder: label in metrics.json
+TASKS = {
+    "task1.1-scratch": "Task 1.1: scratch",
+    "task1.2-finetune": "Task 1.2: finetune",
+}  # run folder: label in metrics.json
 
 
 def make_folder(data: str, folder: Path, limit: int | None) -> dict[str, dict[str, int]]:
@@ -71,7 +74,7 @@ def make_folder(data: str, folder: Path, limit: int | None) -> dict[str, dict[st
 
 
 def stand_in_weights(path: Path) -> Path:
-    """A randomly initialised torchvision ResNet-18 state dict (seed 1234): the shape of ImageNet weights, not their knowledge."""
+    """A randomly initialised torchvision ResNet-18 state dict (seed 1234): ImageNet's shapes, not its knowledge."""
     if not path.exists():
         import torchvision
 
@@ -83,6 +86,12 @@ def stand_in_weights(path: Path) -> Path:
 
 def run_folder(args: argparse.Namespace, precision: str) -> Path:
     return Path(args.out) / f"{args.image_size}px-{args.epochs}ep-{precision}-seed{args.seed}"
+
+
+def result_file(args: argparse.Namespace, precision: str) -> Path:
+    """Where one precision's result is kept: the results folder, or ``--out`` for a ``--limit`` check."""
+    folder = Path(args.out) if args.limit else RESULTS
+    return folder / f"compare-{args.image_size}px-{args.epochs}ep-{precision}-seed{args.seed}.json"
 
 
 def paired(args: argparse.Namespace, folder: Path, precisions: list[str]) -> dict:
@@ -103,8 +112,23 @@ def one(args: argparse.Namespace, folder: Path, precision: str, weights: str) ->
     if out.exists():
         subprocess.run(["rm", "-rf", str(out)], check=True)
     command = [
-        sys.executable, "-m", "xraykit", "compare", str(folder), "--out", str(out), "--epochs", str(args.epochs),
-        "--image-size", str(args.image_size), "--precision", precision, "--weights", weights, "--seed", str(args.seed),
+        sys.executable,
+        "-m",
+        "xraykit",
+        "compare",
+        str(folder),
+        "--out",
+        str(out),
+        "--epochs",
+        str(args.epochs),
+        "--image-size",
+        str(args.image_size),
+        "--precision",
+        precision,
+        "--weights",
+        weights,
+        "--seed",
+        str(args.seed),
         "--quiet",
     ]
     print("$", " ".join(command), flush=True)
@@ -123,7 +147,11 @@ def one(args: argparse.Namespace, folder: Path, precision: str, weights: str) ->
             "precision": config.get("record", {}).get("precision", config.get("precision")),
             "epoch_seconds": [round(h["seconds"], 1) for h in history],
             "feature_seconds": sum(h.get("feature_seconds", 0.0) for h in history),
-            "test": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "per_class_accuracy") if k in metrics},
+            "test": {
+                k: metrics[k]
+                for k in ("accuracy", "balanced_accuracy", "roc_auc", "per_class_accuracy")
+                if k in metrics
+            },
         }
     return {"precision": precision, "minutes": seconds / 60, "tasks": tasks, "summary": summary, "machine": machine()}
 
@@ -134,9 +162,13 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--precisions", default="bf16-mixed,32")
-    ap.add_argument("--weights", default=None, help="Task 1.2's start: 'imagenet' or PATH; default a random stand-in (offline)")
+    ap.add_argument(
+        "--weights", default=None, help="Task 1.2's start: 'imagenet' or PATH; default a random stand-in (offline)"
+    )
     ap.add_argument("--out", default="runs/compare-minutes")
-    ap.add_argument("--limit", type=int, default=None, help="use this many training images (a quick check; not saved in results)")
+    ap.add_argument(
+        "--limit", type=int, default=None, help="use this many training images (a quick check; not saved in results)"
+    )
     ap.add_argument("--seed", type=int, default=0, help="compare's --seed: init, data order and its validation split")
     ap.add_argument("--rerun", action="store_true")
     args = ap.parse_args()
@@ -150,7 +182,7 @@ def main() -> None:
 
     results = {}
     for precision in args.precisions.split(","):
-        saved = (out if args.limit else RESULTS) / f"compare-{args.image_size}px-{args.epochs}ep-{precision}-seed{args.seed}.json"
+        saved = result_file(args, precision)
         if saved.exists() and not args.rerun:
             print(f"{precision}: reusing {saved}")
             results[precision] = json.loads(saved.read_text())
@@ -166,12 +198,13 @@ def main() -> None:
         d = paired(args, folder, ran)
         print(
             f"Task 1.1, {d['b']} minus {d['a']} on the same {d['images']} test images (seed {args.seed}): "
-            f"{100 * d['difference']:+.1f} points (95% interval {100 * d['interval'][0]:+.1f} to {100 * d['interval'][1]:+.1f}), "
+            f"{100 * d['difference']:+.1f} points "
+            f"(95% interval {100 * d['interval'][0]:+.1f} to {100 * d['interval'][1]:+.1f}), "
             f"McNemar's exact p = {d['mcnemar_p']:.3f}"
         )
         for precision in ran:
             results[precision]["paired_task1.1"] = d
-            saved = (out if args.limit else RESULTS) / f"compare-{args.image_size}px-{args.epochs}ep-{precision}-seed{args.seed}.json"
+            saved = result_file(args, precision)
             saved.write_text(json.dumps(results[precision], indent=1))
 
     base = results.get("32")
@@ -183,11 +216,13 @@ def main() -> None:
             secs = t["epoch_seconds"]
             test = t["test"] or {}
             per_class = test.get("per_class_accuracy", {})
-            label = name + (" [stand-in weights]" if name.startswith("task1.2") and "stand-in" in r.get("weights", "") else "")
+            label = name + (
+                " [stand-in weights]" if name.startswith("task1.2") and "stand-in" in r.get("weights", "") else ""
+            )
             print(
-                f"{precision} | {r['minutes']:.1f}{ratio} | {label} | {t['precision']} | {sum(secs) / max(1, len(secs)):.1f} | "
-                f"{test.get('accuracy', float('nan')):.3f} | "
-                + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items())
+                f"{precision} | {r['minutes']:.1f}{ratio} | {label} | {t['precision']} | "
+                f"{sum(secs) / max(1, len(secs)):.1f} | "
+                f"{test.get('accuracy', float('nan')):.3f} | " + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items())
             )
 
 

@@ -105,7 +105,8 @@ def explain(
 
     ``target`` is a class name or ``predicted``. The true label is shown when the image
     sits in a folder named after a class (``.../PNEUMONIA/x.jpeg``). ``precision`` (``"32"``,
-    ``"bf16-mixed"``, ``"auto"``: float32 today, :func:`xraykit.inference.resolve_precision`) is that of the prediction and the maps.
+    ``"bf16-mixed"``, ``"auto"``: float32 today, :func:`xraykit.inference.resolve_precision`) is that
+    of the prediction and the maps.
     """
     run = Run.open(run)
     if not images:

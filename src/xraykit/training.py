@@ -70,8 +70,9 @@ def train(
     recipe. ``data_name``, when ``data`` is already loaded, says where it came from
     (``synthetic:n=640,seed=0``, a folder), so that ``config.json`` records it and ``--resume``
     can load it again. ``precision`` is ``"32"`` (float32), ``"bf16-mixed"`` (bfloat16 autocast) or
-    ``"auto"`` (:func:`xraykit.inference.resolve_precision`: float32 until bfloat16 is measured to learn as well); what it
-    resolved to is ``run.record.precision``. ``compile`` runs the training passes through ``torch.compile``.
+    ``"auto"`` (:func:`xraykit.inference.resolve_precision`: float32 until bfloat16 is measured to learn
+    as well); what it resolved to is ``run.record.precision``. ``compile`` runs the training passes
+    through ``torch.compile``.
     Returns the run.
     """
     strategy, bb = plugins.strategy(task), plugins.backbone(backbone)
