@@ -120,10 +120,16 @@ def test_a_device_type_that_earns_bfloat16_gets_it_from_auto_only_where_it_is_na
 
 def test_bf16_mixed_on_a_gpu_without_bfloat16_is_refused(monkeypatch):
     cuda = torch.device("cuda")
+    monkeypatch.setattr(inference, "AUTO_BF16_ON", {"cuda"})  # even where GPUs had earned bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert inference.resolve_precision("auto", cuda) == "32"
     with pytest.raises(XrayError, match="use --precision 32"):
         inference.resolve_precision("bf16-mixed", cuda)
+
+
+def test_float32_adds_nothing_to_the_forward_pass():
+    model = torch.nn.Linear(2, 2)
+    assert inference.accelerated(model, CPU, "32") is model
 
 
 @pytest.mark.skipif("bf16-mixed" not in CPU_PRECISIONS, reason="this CPU has no bfloat16 autocast")
