@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import subprocess
 import sys
 import time
@@ -101,7 +101,7 @@ def paired(args: argparse.Namespace, folder: Path, precisions: list[str]) -> dic
     correct = {}
     for precision in precisions:
         run = xraykit.Run(run_folder(args, precision) / "task1.1-scratch")
-        probs = predict_proba(run.load_model(), test.images, run.backbone, precision=run.record.precision or "32")
+        probs = predict_proba(run.load_model(), test.images, run.backbone, precision=run.record.precision)
         correct[precision] = probs.argmax(1) == test.labels
     a, b = precisions
     return {"a": a, "b": b, "images": len(test), **paired_difference(correct[a], correct[b])}
@@ -109,8 +109,7 @@ def paired(args: argparse.Namespace, folder: Path, precisions: list[str]) -> dic
 
 def one(args: argparse.Namespace, folder: Path, precision: str, weights: str) -> dict:
     out = run_folder(args, precision)
-    if out.exists():
-        subprocess.run(["rm", "-rf", str(out)], check=True)
+    shutil.rmtree(out, ignore_errors=True)
     command = [
         sys.executable,
         "-m",
@@ -133,20 +132,19 @@ def one(args: argparse.Namespace, folder: Path, precision: str, weights: str) ->
     ]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
-    done = subprocess.run(command, env=os.environ.copy())
+    done = subprocess.run(command)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"compare failed with exit code {done.returncode}")
     summary = json.loads((out / "metrics.json").read_text())
     tasks = {}
     for name, label in TASKS.items():
-        history = json.loads((out / name / "history.json").read_text())
-        config = json.loads((out / name / "config.json").read_text())
+        run = xraykit.Run(out / name)
         metrics = summary["tasks"][label]
         tasks[name] = {
-            "precision": config.get("record", {}).get("precision", config.get("precision")),
-            "epoch_seconds": [round(h["seconds"], 1) for h in history],
-            "feature_seconds": sum(h.get("feature_seconds", 0.0) for h in history),
+            "precision": run.record.precision,  # what the run's --precision resolved to
+            "epoch_seconds": [round(h["seconds"], 1) for h in run.history],
+            "feature_seconds": sum(h.get("feature_seconds", 0.0) for h in run.history),
             "test": {
                 k: metrics[k]
                 for k in ("accuracy", "balanced_accuracy", "roc_auc", "per_class_accuracy")
