@@ -13,9 +13,11 @@ Each finished (precision, seed) is written to
 run's go to its ``--out`` folder instead, never into the results) and reused on the next call
 (``--retrain`` to train again), so the table can be built up over several sessions; each file
 records the machine it was measured on, since seconds compare only on one machine. The rule of
-``auto`` (``xraykit.inference.resolve_precision``) follows from this table: the fastest
-precision whose mean accuracy is within float32's seed spread, and that repeats bit for bit
-with the same seed (tests/test_precision.py).
+``auto`` (``xraykit.inference.resolve_precision``) is judged on this table and on
+``compare_minutes.py``'s: the fastest precision whose mean accuracy is within float32's seed
+spread, and that repeats bit for bit with the same seed (tests/test_precision.py). bfloat16
+passed here (128 px, strong recipe) and failed there (224 px, the course's recipe), so ``auto``
+is float32.
 
 A tiny run, to see that it works:
 
