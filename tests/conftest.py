@@ -7,6 +7,7 @@ stood in for by a checkpoint the tests make themselves, in torchvision's format.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 import torch
@@ -50,8 +51,26 @@ def offline(monkeypatch, tmp_path_factory):
         raise OSError(f"network disabled in tests (asked for {url})")
 
     monkeypatch.setattr(weights_module, "download", refuse)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
-    monkeypatch.setenv("XRAYKIT_CACHE_DIR", str(tmp_path_factory.mktemp("xraykit_cache")))
+    caches = [tmp_path_factory.mktemp("torch_home"), tmp_path_factory.mktemp("xraykit_cache")]
+    monkeypatch.setenv("TORCH_HOME", str(caches[0]))
+    monkeypatch.setenv("XRAYKIT_CACHE_DIR", str(caches[1]))
+    yield
+    for folder in caches:  # a cached ResNet-18 is 45 MB; a suite that kept one per test would fill a small disk
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """A folder for one test file's shared runs and data, removed when that file's tests have ended.
+
+    A trained ResNet-18 run folder is about 270 MB; kept to the end of the suite, every file's runs add up
+    to gigabytes. The folder stays when a test of the file failed, to be looked at.
+    """
+    failed = request.session.testsfailed
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield folder
+    if request.session.testsfailed == failed:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +101,6 @@ def fake_imagenet_file(tmp_path):
 @pytest.fixture
 def imagenet_in_cache(fake_imagenet_file, monkeypatch, tmp_path):
     """Place the fake ImageNet file where torchvision's cache keeps the real one."""
-    import shutil
-
     import torchvision
 
     filename = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]

@@ -218,8 +218,8 @@ def test_a_corrupt_png_is_skipped_under_skip_bad_and_recorded(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def good_run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("good")
+def good_run(module_tmp) -> Path:
+    tmp = module_tmp / "good"
     out = tmp / "run"
     result = runner.invoke(app, ["train", str(folder(tmp)), "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
@@ -495,6 +495,12 @@ def test_compare_checks_task_1_2s_weights_before_training_task_1_1(tmp_path):
     result = runner.invoke(app, ["compare", str(data), "--out", str(tmp_path / "c"), *TINY])
     assert_one_line_error(result, "ImageNet weights")
     assert not (tmp_path / "c" / "task1.1-scratch").exists()
+
+
+def test_compare_names_a_wrong_data_path_before_the_missing_weights(tmp_path):
+    # Offline and with a typo in the path: the typo is what the user can fix now, so it is what they hear.
+    result = runner.invoke(app, ["compare", str(tmp_path / "chest_xary"), "--out", str(tmp_path / "c"), *TINY])
+    assert_one_line_error(result, "chest_xary: no such folder")
 
 
 def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path, monkeypatch):

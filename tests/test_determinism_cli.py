@@ -26,8 +26,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_folder(tmp_path_factory.mktemp("determinism") / "DATA", n=6)
+def data(module_tmp) -> Path:
+    return write_folder(module_tmp / "determinism" / "DATA", n=6)
 
 
 def train(data: Path, out: Path, seed: int) -> Path:
@@ -58,8 +58,8 @@ def train(data: Path, out: Path, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def twins(data, tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("twins")
+def twins(data, module_tmp) -> tuple[Path, Path]:
+    root = module_tmp / "twins"
     return train(data, root / "a", seed=7), train(data, root / "b", seed=7)
 
 

@@ -63,17 +63,19 @@ def xraykit_calls(script: str) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
+def folders(module_tmp):
+    """One working folder per group of pages (a tutorial series runs in one, in order), inside ``module_tmp``."""
     return {}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", list(RUN_PAGES))
-def test_page_runs_top_to_bottom(page, folders, tmp_path_factory, imagenet_in_cache, monkeypatch):
+def test_page_runs_top_to_bottom(page, folders, module_tmp, tmp_path, imagenet_in_cache, monkeypatch):
     """Every code block runs in order and exits 0; ImageNet is a fake file in torch's cache, nothing is downloaded."""
     group = RUN_PAGES[page]
     if group not in folders:
-        folders[group] = tmp_path_factory.mktemp(group.replace("/", "-"))
+        folders[group] = module_tmp / group.replace("/", "-")
+        folders[group].mkdir()
     cwd = folders[group]
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("COLUMNS", "80")
@@ -84,7 +86,7 @@ def test_page_runs_top_to_bottom(page, folders, tmp_path_factory, imagenet_in_ca
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     modules = set(sys.modules)
-    session = session_for(page, cwd, tmp_path_factory.mktemp("venv"))
+    session = session_for(page, cwd, tmp_path / "venv")
     try:
         run_notebook(notebook(page), session)  # the page's blocks, as its notebook's cells
     finally:

@@ -66,8 +66,8 @@ VARIANTS = ["cam", "cam:align=receptive-field", "occlusion:patch=8"]
 
 
 @pytest.fixture(scope="module")
-def gallery(tiny_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("gallery")
+def gallery(tiny_run, module_tmp):
+    out = module_tmp / "gallery"
     return out, xraykit.explain_gallery(tiny_run, DATA, variants=VARIANTS, limit=3, out=out)
 
 

@@ -31,9 +31,9 @@ ELSEWHERE = "synthetic:n=96,seed=5"
 
 
 @pytest.fixture(scope="module")
-def named_run(tmp_path_factory):
+def named_run(module_tmp):
     """A run trained on data named by a string: its validation images can be loaded again."""
-    out = tmp_path_factory.mktemp("honest") / "run"
+    out = module_tmp / "honest" / "run"
     return xraykit.train(DATA, "scratch", epochs=1, batch_size=16, image_size=32, out=out, quiet=True)
 
 

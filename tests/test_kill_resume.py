@@ -79,17 +79,17 @@ def kill(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(module_tmp) -> Path:
     """16 images of 32 px, no val/: validation (2 images) is carved from train by the seed; batches of 8 and 6.
 
     Tiny on purpose: a step of ResNet-18 costs its 11 M parameters' worth whatever the image size.
     """
-    return write_folder(tmp_path_factory.mktemp("kill") / "DATA", n=8)
+    return write_folder(module_tmp / "kill" / "DATA", n=8)
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("full") / "run"
+def uninterrupted(data, module_tmp) -> Path:
+    out = module_tmp / "full" / "run"
     result = runner.invoke(app, ["train", str(data), "--out", str(out), *TRAIN_ARGS])
     assert result.exit_code == 0, result.output
     return out

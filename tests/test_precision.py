@@ -39,8 +39,8 @@ CPU_PRECISIONS = ["32"] + (["bf16-mixed"] if inference.bf16_supported(CPU) else 
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_folder(tmp_path_factory.mktemp("precision") / "DATA", n=6)
+def data(module_tmp) -> Path:
+    return write_folder(module_tmp / "precision" / "DATA", n=6)
 
 
 def train(data: Path, out: Path, precision: str, *more: str) -> Path:

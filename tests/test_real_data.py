@@ -37,12 +37,12 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def kaggle(tmp_path_factory) -> Path:
+def kaggle(module_tmp) -> Path:
     """``DATA/train`` with the first 6 images of each class; ``DATA/val`` and ``DATA/test`` both the
     16 full-size val images."""
     if REAL is None:
         pytest.skip("real chest X-rays not found")
-    root = tmp_path_factory.mktemp("real") / "DATA"
+    root = module_tmp / "real" / "DATA"
     for cls in CLASSES:
         (root / "train" / cls).mkdir(parents=True)
         for f in sorted((REAL / "train" / cls).glob("*.jpeg"))[:PER_CLASS]:
@@ -53,9 +53,9 @@ def kaggle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(kaggle, tmp_path_factory) -> Path:
+def run_dir(kaggle, module_tmp) -> Path:
     """A one-epoch scratch run on the copied folder, trained through the CLI."""
-    out = tmp_path_factory.mktemp("real_runs") / "scratch"
+    out = module_tmp / "real_runs" / "scratch"
     result = runner.invoke(
         cli.app,
         [

@@ -63,9 +63,9 @@ def test_a_photo_is_far_from_the_training_xrays_and_test_xrays_are_not(tiny_run,
 
 
 @pytest.fixture(scope="module")
-def named_run(tmp_path_factory):
+def named_run(module_tmp):
     """A run trained on data named by a string, so the report can load its training images again."""
-    out = tmp_path_factory.mktemp("shift") / "run"
+    out = module_tmp / "shift" / "run"
     return xraykit.train(
         "synthetic:n=96,seed=0", "scratch", epochs=1, batch_size=16, image_size=32, out=out, quiet=True
     )

@@ -35,7 +35,7 @@ def small_splits():
 
 
 @pytest.fixture(scope="module")
-def start_weights(tmp_path_factory):
+def start_weights(module_tmp):
     """A ResNet-18 state dict to fine-tune from; its BatchNorm buffers are made non-trivial."""
     torch.manual_seed(7)
     model = RESNET18.build(2)
@@ -43,7 +43,7 @@ def start_weights(tmp_path_factory):
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.9, 1.1)
-    path = tmp_path_factory.mktemp("weights") / "start.pt"
+    path = module_tmp / "start.pt"
     torch.save(model.state_dict(), path)
     return path
 

@@ -24,9 +24,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(module_tmp) -> Path:
     """A tiny folder in the Kaggle layout (12 train, 3 val, 3 test images of 32 px)."""
-    return xraykit.synth(tmp_path_factory.mktemp("weights") / "DATA", n=12, size=32, seed=4)
+    return xraykit.synth(module_tmp / "weights" / "DATA", n=12, size=32, seed=4)
 
 
 def train_cli(*args: str):

@@ -63,6 +63,8 @@ def compare(
     taken = [name for name in ("task1.1-scratch", "task1.2-finetune") if (out / name / "config.json").exists()]
     if taken:  # checked before any training, so that a mistaken --out costs nothing and overwrites nothing
         raise XrayError(f"{out}: already holds a run ({taken[0]}/); pick another --out")
+    if not isinstance(data, dict):  # a mistyped path is named before any question about weights
+        plugins.dataset_source(str(data))
     if finetune_weights is not None or not _demo:  # Task 1.2's weights, found before minutes of Task 1.1
         default = plugins.strategy("finetune").weights
         check_weights(backbone, finetune_weights if finetune_weights is not None else default)
