@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 from xraykit.builtin.resnet import build_resnet18
 
-
 # Wall-clock time by default; ``--clock cpu`` counts only this process's CPU time, which other
 # programs on a shared machine barely change (use it with ``--threads 1``: idle threads spin).
 clock = time.perf_counter

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-
 # Wall-clock time by default; ``--clock cpu`` counts only this process's CPU time, which other
 # programs on a shared machine barely change (use it with ``--threads 1``: idle threads spin).
 clock = time.perf_counter
