@@ -51,11 +51,11 @@ def offline(monkeypatch, tmp_path_factory):
         raise OSError(f"network disabled in tests (asked for {url})")
 
     monkeypatch.setattr(weights_module, "download", refuse)
-    caches = [tmp_path_factory.mktemp("torch_home"), tmp_path_factory.mktemp("xraykit_cache")]
-    monkeypatch.setenv("TORCH_HOME", str(caches[0]))
-    monkeypatch.setenv("XRAYKIT_CACHE_DIR", str(caches[1]))
+    torch_home, decode_cache = tmp_path_factory.mktemp("torch_home"), tmp_path_factory.mktemp("xraykit_cache")
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setenv("XRAYKIT_CACHE_DIR", str(decode_cache))
     yield
-    for folder in caches:  # a cached ResNet-18 is 45 MB; a suite that kept one per test would fill a small disk
+    for folder in (torch_home, decode_cache):  # a cached ResNet-18 is 45 MB: one kept per test would fill a disk
         shutil.rmtree(folder, ignore_errors=True)
 
 
