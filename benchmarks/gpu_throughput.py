@@ -13,7 +13,7 @@ Measured in one process, on the same model and batches:
 - **training, pure compute**: forward, loss, backward and Adam step on float tensors already
   on the device (no data path at all): the upper bound;
 - **training, xraykit**: :func:`xraykit.loop.train_one_epoch` on ``uint8`` images as the loop
-  gets them (:func:`xraykit.inference.choose_inputs`: moved to the GPU once when they fit,
+  gets them (:func:`xraykit.inputs.choose_inputs`: moved to the GPU once when they fit,
   else copied per batch through pinned memory), without augmentation (the report recipe) and
   with the strong recipe's augmentation (on the device);
 - **inference, pure compute**, and **inference, xraykit**: :func:`xraykit.inference.predict_logits`
@@ -35,7 +35,9 @@ from torch import nn
 
 from xraykit import XrayData, plugins
 from xraykit.config import PRECISIONS, TrainConfig
-from xraykit.inference import accelerated, choose_inputs, predict_logits, resolve_device, resolve_precision, to_input
+from xraykit.devices import accelerated, resolve_device, resolve_precision
+from xraykit.inference import predict_logits, to_input
+from xraykit.inputs import choose_inputs
 from xraykit.loop import Callbacks, epoch_order, set_train_mode, train_one_epoch
 
 

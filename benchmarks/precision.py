@@ -13,7 +13,7 @@ Each finished (precision, seed) is written to
 run's go to its ``--out`` folder instead, never into the results) and reused on the next call
 (``--retrain`` to train again), so the table can be built up over several sessions; each file
 records the machine it was measured on, since seconds compare only on one machine. The rule of
-``auto`` (``xraykit.inference.resolve_precision``) is judged on this table and on
+``auto`` (``xraykit.devices.resolve_precision``) is judged on this table and on
 ``compare_minutes.py``'s: the fastest precision whose mean accuracy is within float32's seed
 spread, and that repeats bit for bit with the same seed (tests/test_precision.py). bfloat16
 passed here (128 px, strong recipe) and failed there (224 px, the course's recipe), so ``auto``
@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 
 import xraykit
-from xraykit.inference import predict_proba, resolve_device
+from xraykit.devices import resolve_device
+from xraykit.inference import predict_proba
 from xraykit.metrics import compute_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))

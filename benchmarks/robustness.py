@@ -3,7 +3,7 @@
 The official Kaggle test images were collected apart from the training ones; a split carved
 from ``train/`` cannot show what that costs. This benchmark makes the difference visible
 on data we have: it trains Task 1.1 with each recipe (and seed), then scores the carved
-test split as it is and under each shift of :data:`xraykit.data.shifts.FAMILY` (gamma,
+test split as it is and under each shift of :data:`xraykit.data.acquisition_shifts.FAMILY` (gamma,
 contrast, blur, noise, JPEG, resampling, zoom, borders, equalisation, combinations).
 
     python benchmarks/robustness.py ../shared/data/chest_xray --image-size 64 \\
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import xraykit
-from xraykit.data import shifts
+from xraykit.data import acquisition_shifts as shifts
 from xraykit.data.splits import patient_split
 from xraykit.metrics import compute_metrics
 

@@ -52,7 +52,7 @@ def main() -> None:
 
     name = plugins.register(WideCNNPlugin(), name="examples.widecnn")
     try:
-        print("registered backbones:", ", ".join(xraykit.list_backbones()))
+        print("registered backbones:", ", ".join(xraykit.list_plugins("backbone")))
         run = xraykit.train(data, "scratch", backbone="widecnn", epochs=epochs, image_size=32, out=args.out, quiet=True)
         metrics = xraykit.evaluate(run, data)
         trainable, total = xraykit.count_parameters(run.load_model())
@@ -63,7 +63,7 @@ def main() -> None:
         print(f"CAM at layer '{WIDECNN.cam_layer}': {tuple(maps.shape)} maps; figures in {run.path}")
     finally:
         plugins.unregister(name)
-    assert "widecnn" not in xraykit.list_backbones()
+    assert "widecnn" not in xraykit.list_plugins("backbone")
 
 
 if __name__ == "__main__":

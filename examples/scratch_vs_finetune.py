@@ -16,7 +16,7 @@ from pathlib import Path
 
 import xraykit
 from xraykit import WeightsUnavailableError
-from xraykit.report import percent
+from xraykit.tables import percent
 
 
 def finetune_weights(scratch: xraykit.Run) -> str:

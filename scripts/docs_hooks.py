@@ -5,7 +5,9 @@ A page holds a marker comment and the build replaces it:
 - ``<!-- xraykit:cli-reference -->``: ``xraykit --help`` and ``xraykit COMMAND --help`` for
   every command of the Typer app, exactly as a terminal prints them;
 - ``<!-- xraykit:hooks-reference -->``: every hook in ``xraykit/hookspecs.py``, with its
-  exact signature and docstring.
+  exact signature and docstring;
+- ``<!-- xraykit:train-options -->``: every training option, a table made from the fields of
+  ``TrainConfig`` (its one declaration: default, choices, meaning).
 
 ``mkdocs.yml`` loads this file under ``hooks:``; ``tests/test_docs.py`` calls the same
 functions, so a command or a hook missing from the docs fails the test suite.
@@ -26,6 +28,7 @@ import docs_pages  # noqa: E402  (the tutorial pages' blocks and notebooks)
 
 CLI_MARKER = "<!-- xraykit:cli-reference -->"
 HOOKS_MARKER = "<!-- xraykit:hooks-reference -->"
+OPTIONS_MARKER = "<!-- xraykit:train-options -->"
 
 # Typer reads TYPER_USE_RICH when it is imported, so the help is rendered in a fresh process:
 # plain text at a fixed width, what `xraykit COMMAND --help` prints in an 80-column terminal.
@@ -116,12 +119,39 @@ def hooks_reference() -> str:
     return "\n".join(lines)
 
 
+def train_options_reference() -> str:
+    """Markdown: one row per training option, from its declaration in ``TrainConfig``."""
+    import dataclasses
+
+    from xraykit.config import RECIPES, TrainConfig, option_names
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    lines = ["| option | default | meaning |", "| --- | --- | --- |"]
+    for name in option_names():
+        meta = fields[name].metadata
+        if meta["recipe"]:
+            default = ", ".join(f"{recipe}: `{_value(values[name])}`" for recipe, values in RECIPES.items())
+        else:
+            default = "the task's" if fields[name].default is None and meta["per_task"] else f"`{_value(fields[name].default)}`"
+        choices = f" One of: {', '.join(f'`{c}`' for c in meta['choices'])}." if meta["choices"] else ""
+        shared = "" if meta["per_task"] else " (`compare` too)"
+        help_text = meta["help"].replace("|", "\\|")
+        lines.append(f"| `{name}`{shared} | {default} | {help_text}{choices} |")
+    return "\n".join(lines)
+
+
+def _value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def render(markdown: str) -> str:
     """Replace the markers in one page's Markdown by the generated reference."""
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_reference())
     if HOOKS_MARKER in markdown:
         markdown = markdown.replace(HOOKS_MARKER, hooks_reference())
+    if OPTIONS_MARKER in markdown:
+        markdown = markdown.replace(OPTIONS_MARKER, train_options_reference())
     return markdown
 
 

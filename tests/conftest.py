@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic data, a tiny trained run, and a fake ImageNet file.
+"""Shared fixtures: tiny synthetic data, tiny trained runs, and a fake ImageNet file.
 
 Everything runs offline on a CPU: no test downloads anything. Pretrained weights are
 stood in for by a checkpoint the tests make themselves, in torchvision's format.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ for name in ("COLUMNS", "LINES"):
     os.environ.pop(name, None)
 
 import xraykit  # noqa: E402
-import xraykit.cli_support  # noqa: F401, E402
+import xraykit.cli_views  # noqa: F401, E402
 import xraykit.progress  # noqa: F401, E402
 from xraykit import weights as weights_module  # noqa: E402
 from xraykit.data.synthetic import synthetic_splits  # noqa: E402
@@ -71,6 +72,27 @@ def module_tmp(request, tmp_path_factory):
     yield folder
     if request.session.testsfailed == failed:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def good_run(module_tmp) -> Path:
+    """A finished one-epoch run at 32 px, trained with ``xraykit train`` on a small train/test image folder.
+
+    Trained once per test file that asks for it, in that file's ``module_tmp``; copy it before changing it.
+    """
+    from typer.testing import CliRunner
+
+    from xraykit.cli import app
+
+    from helpers import write_folder
+
+    tmp = module_tmp / "good"
+    out = tmp / "run"
+    data = write_folder(tmp / "data", splits=("train", "test"))
+    tiny = ["--epochs", "1", "--image-size", "32", "--batch-size", "4", "--seed", "0", "--quiet"]
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(out), *tiny])
+    assert result.exit_code == 0, result.output
+    return out
 
 
 @pytest.fixture(scope="session")

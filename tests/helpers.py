@@ -35,6 +35,22 @@ def write_folder(root: Path, splits=("train",), n: int = 6) -> Path:
     return root
 
 
+# A training run as small as one can be: the command-line options of the bad-input tests.
+TINY = ["--epochs", "1", "--image-size", "32", "--batch-size", "4", "--seed", "0", "--quiet"]
+
+
+def data_folder(tmp: Path) -> Path:
+    """A small image folder with train/ and test/, under ``tmp/data``."""
+    return write_folder(tmp / "data", splits=("train", "test"))
+
+
+def a_file(tmp: Path) -> Path:
+    """A plain file where a folder is expected."""
+    path = tmp / "afile"
+    path.write_text("not a folder")
+    return path
+
+
 def assert_one_line_error(result, *fragments: str) -> str:
     """Exit code 2, one line on stderr starting with "Error:", no traceback; returns the line."""
     assert result.exit_code == 2, result.output

@@ -33,6 +33,14 @@ def test_the_api_reference_documents_exactly_the_public_api_once_each():
     assert sorted(documented) == sorted(xraykit.__all__)
 
 
+def test_the_facades_map_of_the_house_names_every_module():
+    """``xraykit/__init__.py``'s docstring is the map a newcomer reads first: no module missing from it."""
+    doc = xraykit.__doc__ or ""
+    modules = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    missing = [str(m) for m in modules if (m.name if m.parent.name != "builtin" else "builtin/") not in doc]
+    assert missing == []
+
+
 def test_every_public_name_is_importable_from_the_facade():
     assert all(hasattr(xraykit, name) for name in xraykit.__all__)
 

@@ -22,8 +22,7 @@ from typer.testing import CliRunner
 import xraykit
 from xraykit.cli import app
 from xraykit.data.folders import load_folder
-from xraykit.data.images import display_path
-from xraykit.errors import ImageError, XrayError
+from xraykit.errors import ImageError, XrayError, display_path
 
 from helpers import CLASSES, S, assert_one_line_error, write_folder
 from test_bad_images import jpeg_bytes, png_declaring

@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from xraykit.data.images import MAX_PIXELS, display_path, load_image
-from xraykit.errors import ImageError
+from xraykit.data.images import MAX_PIXELS, load_image
+from xraykit.errors import ImageError, display_path
 
 S = 32
 
@@ -56,6 +56,31 @@ def assert_one_line_naming(exc: pytest.ExceptionInfo, path: Path, *words: str) -
     assert message.startswith(display_path(path) + ":"), message
     for word in words:
         assert word in message.lower(), message
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+GOOD_PNG = png(np.random.default_rng(0).integers(0, 255, (64, 64)).astype(np.uint8))
+
+
+def idat_flipped(data: bytes = GOOD_PNG, count: int = 60) -> bytes:
+    """60 bytes inside the IDAT chunk inverted; the chunk's CRC left as it was."""
+    out = bytearray(data)
+    start = data.index(b"IDAT") + 4 + 20
+    for k in range(count):
+        out[start + k] ^= 0xFF
+    return bytes(out)
+
+
+def header_claiming(width: int, height: int, data: bytes = GOOD_PNG) -> bytes:
+    """The IHDR of a 64x64 PNG rewritten (with a valid CRC) to declare ``width`` x ``height``."""
+    at = data.index(b"IHDR")
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return data[: at + 4] + header + struct.pack(">I", zlib.crc32(b"IHDR" + header)) + data[at + 4 + 13 + 4 :]
 
 
 # ----------------------------------------------------------------------------- broken files: an ImageError
@@ -163,6 +188,28 @@ def test_a_non_utf8_file_name_is_shown_with_its_bytes_escaped(tmp_path):
     message = str(exc.value)
     assert "scan-\\xff\\xfe.jpeg" in message
     message.encode("utf-8")  # printable on any UTF-8 terminal: no lone surrogates
+
+
+@pytest.mark.parametrize(
+    "content",
+    [idat_flipped(), header_claiming(2000, 2000)],
+    ids=["idat-bytes-flipped", "header-2000x2000-for-64x64-data"],
+)
+def test_a_corrupt_png_is_an_image_error_not_a_half_black_image(tmp_path, content):
+    path = tmp_path / "x.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as exc:
+        load_image(path, 32)
+    assert str(exc.value).startswith(f"{path}: ") and "\n" not in str(exc.value)
+
+
+def test_display_path_escapes_a_newline_so_the_error_stays_on_one_line(tmp_path):
+    path = tmp_path / "two\nlines.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageError) as exc:
+        load_image(path, 32)
+    assert "\n" not in str(exc.value) and "two\\nlines.png" in str(exc.value)
+    assert display_path("a\tb\x1b") == "a\\tb\\x1b"
 
 
 # ----------------------------------------------------------------------------- unusual but valid files: decoded

@@ -12,9 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from xraykit.cli import app
+from xraykit.devices import resolve_precision
 from xraykit.explaining import CAM_SETTINGS
-from xraykit.inference import resolve_precision
-from xraykit.options import variant_label
+from xraykit.variants import variant_label
 
 from helpers import assert_one_line_error
 
@@ -200,7 +200,9 @@ def test_train_ends_with_the_evaluate_command_for_its_own_data(tmp_path):
 
 @pytest.mark.parametrize("auc, shown", [(0.8125, "ROC AUC 0.812"), (None, "ROC AUC n/a")])
 def test_evaluate_prints_sensitivity_and_specificity_whether_or_not_roc_auc_exists(auc, shown):
-    from xraykit.cli_support import metrics_lines
+    from rich.console import Console
+
+    from xraykit.cli_views import evaluate_view
 
     metrics = {
         "accuracy": 0.75,
@@ -211,8 +213,10 @@ def test_evaluate_prints_sensitivity_and_specificity_whether_or_not_roc_auc_exis
         "specificity": None,
         "roc_auc": auc,
     }
-    lines = metrics_lines(metrics)
-    assert lines[0] == (
-        "accuracy 75.0% (majority baseline 100.0%), balanced 50.0%; per class: NORMAL n/a, PNEUMONIA 75.0%"
-    )
-    assert lines[1] == f"sensitivity 75.0%, specificity n/a, {shown}"
+    console = Console(width=100, record=True)
+    for line in evaluate_view(metrics):
+        console.print(line)
+    shown_rows = [words(line) for line in console.export_text().splitlines()]
+    for row in ("accuracy 75.0%", "balanced accuracy 50.0%", "accuracy on NORMAL n/a", "accuracy on PNEUMONIA 75.0%",
+                "sensitivity 75.0%", "specificity n/a", shown, "majority baseline 100.0%"):  # fmt: skip
+        assert row in shown_rows

@@ -21,7 +21,7 @@ from xraykit import explaining, figures, scoring
 from xraykit.cli import app
 from xraykit.errors import XrayError
 from xraykit.inference import predict_proba
-from xraykit.options import parse_variant, variant_label
+from xraykit.variants import parse_variant, variant_label
 
 from helpers import assert_one_line_error
 

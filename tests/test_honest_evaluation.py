@@ -4,18 +4,20 @@ on validation images only, label-free adaptation beside the plain numbers, the s
 from __future__ import annotations
 
 import json
+import re
 
 import matplotlib.cbook
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 from typer.testing import CliRunner
 
 import xraykit
 from xraykit.calibration import choose_threshold, fit_temperature
 from xraykit.cli import app
-from xraykit.cli_support import metrics_lines, results_table
+from xraykit.cli_views import evaluate_view, results_table
 from xraykit.data.images import load_image
 from xraykit.data.loading import choose_validation, load_data
 from xraykit.inference import predict_logits, to_input
@@ -72,7 +74,7 @@ def test_a_threshold_rule_needs_the_validation_images_of_a_run_trained_on_named_
     m = xraykit.evaluate(tiny_run, tiny_splits, out=tmp_path, cam=False)  # calibration skipped, said in one line
     assert "temperature" not in m["calibration"] and "loaded in Python" in m["calibration"]["note"]
     assert not (tmp_path / "reliability.png").exists()
-    assert m["calibration"]["note"] in metrics_lines(m)
+    assert m["calibration"]["note"] in evaluate_view(m)
 
 
 def _validation_logits(run):
@@ -118,7 +120,11 @@ def test_adaptation_is_reported_beside_the_plain_numbers_never_instead(named_run
     assert set(both["adapted"]) == {"adabn", "prior"}
     assert "intervals" in both["adapted"]["adabn"] and "accuracy" in both["adapted"]["prior"]
     assert sum(both["adapted"]["prior"]["estimated_prior"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert any(line.startswith("After AdaBN") for line in metrics_lines(both))
+    console = Console(width=120, record=True)
+    for line in evaluate_view(both):
+        console.print(line)
+    header = next(line for line in console.export_text().splitlines() if "test images" in line)
+    assert "after AdaBN" in header and "after prior adjustment" in header  # beside the plain numbers
     with pytest.raises(xraykit.XrayError, match="adabn, prior"):
         xraykit.evaluate(named_run, ELSEWHERE, out=tmp_path, adapt=["tent"])
 
@@ -127,8 +133,9 @@ def test_evaluate_on_other_data_starts_with_the_shift_verdicts_and_on_its_own_da
     result = CliRunner().invoke(app, ["evaluate", str(named_run.path), ELSEWHERE, "--out", str(tmp_path)], env=WIDE)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("Shift: ") and any(line.startswith("accuracy ") for line in lines)
-    assert "(" in lines[next(i for i, x in enumerate(lines) if x.startswith("accuracy "))]  # intervals
+    rows = [" ".join(re.sub(r"[│┃|]", " ", line).split()) for line in lines]  # the table's rows as words
+    assert lines[0].startswith("Shift: ") and any(row.startswith("accuracy ") for row in rows)
+    assert "(" in next(row for row in rows if row.startswith("accuracy "))  # with its interval
     assert "calibration: temperature" in result.output and "reliability.png" in result.output
     own = CliRunner().invoke(app, ["evaluate", str(named_run.path), DATA, "--out", str(tmp_path / "own")], env=WIDE)
     assert own.exit_code == 0, own.output
@@ -202,7 +209,7 @@ PAIRED = {
 def test_compare_shows_intervals_and_the_paired_difference_readably_at_100_columns(tmp_path):
     from rich.console import Console
 
-    from xraykit.cli_support import paired_line
+    from xraykit.cli_views import paired_line
 
     summary = {"tasks": {"Task 1.1: scratch": _task(0.912, 0.951), "Task 1.2: finetune": _task(0.93, 0.96)}}
     summary["paired"] = PAIRED
@@ -248,5 +255,5 @@ def test_compare_shows_the_other_checkpoint_beside_the_chosen_one(tmp_path, tiny
         assert other["interval"][0] <= other["accuracy"] <= other["interval"][1]
     console = Console(width=100, record=True)
     console.print(results_table(summary))
-    assert "best-val checkpoint" in console.export_text()
+    assert "accuracy, best checkpoint (epoch)" in console.export_text()
     assert "best checkpoint (epoch)" in (tmp_path / "report.md").read_text()

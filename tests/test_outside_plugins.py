@@ -87,4 +87,4 @@ def test_when_installed_the_entry_point_is_what_registers_it(package):
         pytest.skip(f"{package.name} is not installed here (python3 -m pip install -e plugins/{package.name})")
     assert found[0].value == module_name
     assert any(e.plugin == ep_name for e in plugins.entries("backbone").values())
-    assert xraykit.list_backbones()
+    assert xraykit.list_plugins("backbone")

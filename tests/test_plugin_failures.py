@@ -92,20 +92,20 @@ def test_an_installed_plugin_that_raises_on_import_is_recorded_with_its_reason(f
         failure_of("xraykit_broken_ep")
         == "failed to load: ImportError: needs scipy>=99 (install xraykit-broken[extra])"
     )
-    assert "resnet18" in xraykit.list_backbones()
+    assert "resnet18" in xraykit.list_plugins("backbone")
 
 
 def test_a_plugin_file_that_raises_on_import_is_recorded_and_the_others_still_load(fresh, tmp_path):
     fresh.setenv("XRAYKIT_PLUGINS", plugin_files(tmp_path, broken=RAISES_ON_IMPORT, good=GOOD.format(name="good")))
     assert "needs scipy>=99" in failure_of(str(tmp_path / "broken.py"))
-    assert {"resnet18", "good"} <= set(xraykit.list_backbones())
+    assert {"resnet18", "good"} <= set(xraykit.list_plugins("backbone"))
     xraykit.create_backbone("good", num_classes=2)
 
 
 def test_a_plugin_that_calls_sys_exit_on_import_does_not_end_the_program(fresh, tmp_path):
     fresh.setenv("XRAYKIT_PLUGINS", plugin_files(tmp_path, quitter=EXITS_ON_IMPORT))
     assert failure_of(str(tmp_path / "quitter.py")) == "failed to load: SystemExit: plugin gave up"
-    assert "resnet18" in xraykit.list_backbones()
+    assert "resnet18" in xraykit.list_plugins("backbone")
 
 
 def test_a_missing_plugin_file_or_module_is_recorded(fresh, tmp_path):
@@ -189,6 +189,6 @@ def test_reset_forgets_plugins_registered_by_hand(fresh):
             register(xraykit.Strategy(name="extra", freeze=lambda model, backbone: None, lr=1e-3, weights=None))
 
     plugins.register(Extra(), name="extra")
-    assert "extra" in xraykit.list_strategies()
+    assert "extra" in xraykit.list_plugins("strategy")
     plugins.reset()
-    assert "extra" not in xraykit.list_strategies()
+    assert "extra" not in xraykit.list_plugins("strategy")

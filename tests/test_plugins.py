@@ -61,19 +61,19 @@ def small_splits():
 def test_builtins_are_registered_through_the_same_hooks_as_plugins():
     providers = {entry.plugin for kind in plugins.KINDS for entry in plugins.entries(kind).values()}
     assert set(plugins.DEFAULT_PLUGINS) <= providers
-    assert {"resnet18"} <= set(xraykit.list_backbones())
-    assert {"scratch", "finetune"} <= set(xraykit.list_strategies())
-    assert {"cam"} <= set(xraykit.list_explainers())
-    assert {"synthetic", "folder"} <= set(xraykit.list_datasets())
+    assert {"resnet18"} <= set(xraykit.list_plugins("backbone"))
+    assert {"scratch", "finetune"} <= set(xraykit.list_plugins("strategy"))
+    assert {"cam"} <= set(xraykit.list_plugins("explainer"))
+    assert {"synthetic", "folder"} <= set(xraykit.list_plugins("dataset"))
 
 
 def test_a_registered_backbone_is_listed_with_its_plugin_and_gone_after_unregistering(tiny_plugin):
     entry = plugins.entries("backbone")["tiny"]
     assert entry.plugin == PLUGIN_NAME and entry.obj is TINY
-    assert "tiny" in xraykit.list_backbones()
+    assert "tiny" in xraykit.list_plugins("backbone")
     plugins.unregister(PLUGIN_NAME)
     try:
-        assert "tiny" not in xraykit.list_backbones()
+        assert "tiny" not in xraykit.list_plugins("backbone")
     finally:
         plugins.register(TinyPlugin(), name=PLUGIN_NAME)
 
@@ -156,7 +156,7 @@ def test_the_cli_reports_an_unknown_backbone_in_one_line_with_exit_code_2(tmp_pa
     result = CliRunner().invoke(app, ["train", "synthetic:n=8", "--backbone", "x", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        f"Error: Unknown backbone 'x'. Known: {', '.join(xraykit.list_backbones())}"
+        f"Error: Unknown backbone 'x'. Known: {', '.join(xraykit.list_plugins('backbone'))}"
     ]
     assert "Traceback" not in result.output
 
@@ -184,7 +184,7 @@ def test_a_plugin_whose_hook_raises_is_recorded_and_breaks_nothing():
 
     plugins.register(Broken(), name="broken")
     try:
-        assert "resnet18" in xraykit.list_backbones()
+        assert "resnet18" in xraykit.list_plugins("backbone")
         assert any(f.plugin == "broken" and "RuntimeError: oops" in f.reason for f in plugins.failures())
     finally:
         plugins.unregister("broken")

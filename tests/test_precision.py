@@ -24,7 +24,7 @@ import torch
 from typer.testing import CliRunner
 
 import xraykit
-from xraykit import augment, inference, loop, run_folder
+from xraykit import augment, devices, inputs, loop, runs
 from xraykit.cli import app
 from xraykit.config import PRECISIONS, TrainConfig
 from xraykit.errors import XrayError
@@ -35,7 +35,7 @@ from helpers import assert_one_line_error, write_folder
 
 runner = CliRunner()
 CPU = torch.device("cpu")
-CPU_PRECISIONS = ["32"] + (["bf16-mixed"] if inference.bf16_supported(CPU) else [])
+CPU_PRECISIONS = ["32"] + (["bf16-mixed"] if devices.bf16_supported(CPU) else [])
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +77,13 @@ def test_precision_is_one_of_lightnings_words():
 
 
 def test_explicit_words_are_themselves_and_others_are_refused():
-    assert inference.resolve_precision("32", CPU) == inference.resolve_precision(32, CPU) == "32"
+    assert devices.resolve_precision("32", CPU) == devices.resolve_precision(32, CPU) == "32"
     with pytest.raises(XrayError, match="precision 'half' is not one of"):
-        inference.resolve_precision("half", CPU)
+        devices.resolve_precision("half", CPU)
     with pytest.raises(XrayError, match="--precision bf16-mixed: mps has no bfloat16"):
-        inference.resolve_precision("bf16-mixed", torch.device("mps"))
-    if inference.bf16_supported(CPU):
-        assert inference.resolve_precision("bf16-mixed", CPU) == "bf16-mixed"
+        devices.resolve_precision("bf16-mixed", torch.device("mps"))
+    if devices.bf16_supported(CPU):
+        assert devices.resolve_precision("bf16-mixed", CPU) == "bf16-mixed"
 
 
 @pytest.mark.parametrize(
@@ -99,37 +99,37 @@ def test_explicit_words_are_themselves_and_others_are_refused():
 )
 def test_native_bf16_names_the_cpus_that_compute_bfloat16_in_hardware(monkeypatch, capabilities, native):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)  # older torch: absent
-    assert inference.native_bf16(CPU) is native
+    assert devices.native_bf16(CPU) is native
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_auto_is_float32_even_where_the_hardware_computes_bfloat16(monkeypatch, device):
     # Measured (docs/performance.md): bfloat16 training cost Task 1.1 1.5 and 2.3 points at 224 px with the
     # course's recipe, paired on the same test images, so auto keeps float32 until a device type earns bfloat16.
-    monkeypatch.setattr(inference, "native_bf16", lambda d: True)
-    monkeypatch.setattr(inference, "bf16_supported", lambda d: True)
-    assert inference.resolve_precision("auto", torch.device(device)) == "32"
+    monkeypatch.setattr(devices, "native_bf16", lambda d: True)
+    monkeypatch.setattr(devices, "bf16_supported", lambda d: True)
+    assert devices.resolve_precision("auto", torch.device(device)) == "32"
 
 
 @pytest.mark.parametrize("native", [True, False])
 def test_a_device_type_that_earns_bfloat16_gets_it_from_auto_only_where_it_is_native(monkeypatch, native):
-    monkeypatch.setattr(inference, "AUTO_BF16_ON", {"cpu"})
-    monkeypatch.setattr(inference, "native_bf16", lambda d: native)
-    assert inference.resolve_precision("auto", CPU) == ("bf16-mixed" if native else "32")
+    monkeypatch.setattr(devices, "AUTO_BF16_ON", {"cpu"})
+    monkeypatch.setattr(devices, "native_bf16", lambda d: native)
+    assert devices.resolve_precision("auto", CPU) == ("bf16-mixed" if native else "32")
 
 
 def test_bf16_mixed_on_a_gpu_without_bfloat16_is_refused(monkeypatch):
     cuda = torch.device("cuda")
-    monkeypatch.setattr(inference, "AUTO_BF16_ON", {"cuda"})  # even where GPUs had earned bfloat16
+    monkeypatch.setattr(devices, "AUTO_BF16_ON", {"cuda"})  # even where GPUs had earned bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert inference.resolve_precision("auto", cuda) == "32"
+    assert devices.resolve_precision("auto", cuda) == "32"
     with pytest.raises(XrayError, match="use --precision 32"):
-        inference.resolve_precision("bf16-mixed", cuda)
+        devices.resolve_precision("bf16-mixed", cuda)
 
 
 def test_float32_adds_nothing_to_the_forward_pass():
     model = torch.nn.Linear(2, 2)
-    assert inference.accelerated(model, CPU, "32") is model
+    assert devices.accelerated(model, CPU, "32") is model
 
 
 @pytest.mark.skipif("bf16-mixed" not in CPU_PRECISIONS, reason="this CPU has no bfloat16 autocast")
@@ -140,7 +140,7 @@ def test_bf16_mixed_runs_the_forward_pass_in_bfloat16_and_channels_last():
         seen.append(x.is_contiguous(memory_format=torch.channels_last))
         return torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3))
 
-    out = inference.accelerated(forward, CPU, "bf16-mixed")(torch.ones(2, 1, 8, 8))
+    out = devices.accelerated(forward, CPU, "bf16-mixed")(torch.ones(2, 1, 8, 8))
     assert out.dtype == torch.bfloat16 and seen == [True]
 
 
@@ -163,7 +163,7 @@ def test_the_same_seed_gives_bit_identical_weights_in_each_precision(data, tmp_p
 
 
 def test_auto_records_what_it_chose_on_this_cpu_and_trains_exactly_as_that_word(data, tmp_path):
-    chosen = inference.resolve_precision("auto", CPU)
+    chosen = devices.resolve_precision("auto", CPU)
     auto, pinned = train(data, tmp_path / "auto", "auto"), train(data, tmp_path / "pinned", chosen)
     config = read_json(auto / "config.json")
     assert (config["precision"], config["record"]["precision"]) == ("auto", chosen)
@@ -174,7 +174,7 @@ def test_auto_records_what_it_chose_on_this_cpu_and_trains_exactly_as_that_word(
 def test_resume_keeps_the_runs_precision_and_continues_exactly(data, tmp_path):
     straight = train(data, tmp_path / "straight", "bf16-mixed")
     half = train(data, tmp_path / "half", "bf16-mixed", "--epochs", "1")
-    fd = run_folder._HELD.pop(str(half), None)  # the lock on the run folder, released as the end of a process would
+    fd = runs._HELD.pop(str(half), None)  # the lock on the run folder, released as the end of a process would
     if fd is not None:
         os.close(fd)
     refused = runner.invoke(app, ["train", "--resume", str(half), "--precision", "32", "--quiet"])
@@ -190,14 +190,14 @@ def test_a_run_from_before_precision_was_recorded_resumes_in_float32(data, tmp_p
     """Runs of xraykit 0.1 record no precision: they trained in float32 and go on in it, whatever auto says now."""
     straight = train(data, tmp_path / "straight", "32")
     old = train(data, tmp_path / "old", "32", "--epochs", "1")
-    fd = run_folder._HELD.pop(str(old), None)
+    fd = runs._HELD.pop(str(old), None)
     if fd is not None:
         os.close(fd)
     config = read_json(old / "config.json")
     del config["precision"], config["record"]["precision"]
     (old / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(inference, "AUTO_BF16_ON", {"cpu"})  # auto would be bfloat16 on this machine
-    monkeypatch.setattr(inference, "native_bf16", lambda device: True)
+    monkeypatch.setattr(devices, "AUTO_BF16_ON", {"cpu"})  # auto would be bfloat16 on this machine
+    monkeypatch.setattr(devices, "native_bf16", lambda device: True)
     result = runner.invoke(app, ["train", "--resume", str(old), "--epochs", "2", "--quiet"])
     assert result.exit_code == 0, result.output
     assert_identical(weights(old), weights(straight))
@@ -218,10 +218,10 @@ def test_evaluate_takes_a_precision(tiny_run, tiny_splits, tmp_path):
 
 
 def test_training_images_move_to_a_gpu_only_when_they_take_under_a_quarter_of_its_free_memory():
-    assert inference.fits_on_device(262_000_000, 80_000_000_000)
-    assert not inference.fits_on_device(262_000_000, 1_000_000_000)
+    assert devices.fits_on_device(262_000_000, 80_000_000_000)
+    assert not devices.fits_on_device(262_000_000, 1_000_000_000)
     images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
-    assert inference.images_for(images, CPU) is images  # on the CPU nothing moves
+    assert devices.images_for(images, CPU) is images  # on the CPU nothing moves
 
 
 def test_the_cpu_reads_the_loss_every_batch_a_gpu_every_n():
@@ -293,7 +293,7 @@ def test_compile_compiles_the_training_passes(tiny_splits, monkeypatch):
     backbone = xraykit.plugins.backbone("resnet18")
     said: list[str] = []
     config = TrainConfig(image_size=32, compile=True, feature_cache=False)
-    inference.choose_inputs(model, backbone, tiny_splits["train"], tiny_splits["val"], config, CPU, said.append)
+    inputs.choose_inputs(model, backbone, tiny_splits["train"], tiny_splits["val"], config, CPU, said.append)
     assert compiled == [model] and any("torch.compile" in s for s in said)
 
 

@@ -41,7 +41,7 @@ def test_the_sample_comes_at_any_image_size(size):
 
 
 def test_the_sample_is_a_dataset_like_any_other_and_says_whose_images_they_are():
-    assert "sample" in xraykit.list_datasets()
+    assert "sample" in xraykit.list_plugins("dataset")
     splits = xraykit.load_data("sample", 32)
     assert len(splits["train"]) == len(load_sample(32)["train"])
     assert "Kermany" in CREDIT and "CC BY 4.0" in CREDIT

@@ -167,7 +167,7 @@ def test_explain_score_scores_each_method_on_lesioned_test_images_and_writes_jso
 
 def test_explain_score_uses_every_registered_explainer_that_works_for_the_backbone_by_default(tiny_run, tmp_path):
     summary = xraykit.explain_score(tiny_run, "synthetic:n=16", limit=1, out=tmp_path)
-    assert set(summary["methods"]) == set(xraykit.list_explainers())
+    assert set(summary["methods"]) == set(xraykit.list_plugins("explainer"))
 
 
 @pytest.mark.parametrize("layer, stride", [(None, 32), ("layer3", 16), ("layer2", 8)])

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xraykit
-from xraykit.data import shifts
+from xraykit.data import acquisition_shifts as shifts
 from xraykit.data.images import load_image
 from xraykit.data.synthetic import synthetic_splits
 from xraykit.inference import head_inputs

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xraykit.report import format_interval
+from xraykit.tables import format_interval
 from xraykit.uncertainty import (
     binomial_interval,
     bootstrap_interval,

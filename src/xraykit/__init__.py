@@ -7,31 +7,50 @@ misclassified images and explain predictions with Class Activation Maps (Captum)
 This module is the facade: ``__all__`` below is the public API, the list that
 ``docs/reference`` documents. Behind it, one home per concept::
 
-    config.py      TrainConfig (every option, checked once), RunRecord, RECIPES
-    training.py    train(), resume(): set a run up, then hand over to the loop
-    preflight.py   what is checked before a run starts (device, trial batch, a checkpoint to resume)
-    run_folder.py  a run folder claimed by exactly one run, locked while it trains
-    loop.py        fit(): the training loop, read top to bottom, and its helpers
-    inference.py   the device, the network's input, logits, probabilities; how images reach it in training
-    augment.py     training-time augmentation
-    runs.py        Run: a run folder read back
-    evaluation.py  evaluate(), predict(), the misclassified gallery
-    uncertainty.py, calibration.py, adaptation.py  intervals, thresholds and temperature, label-free adaptation
-    shift_measures.py, shift_report.py  shift(): how far new X-rays are from the training ones
-    explaining.py  explain(), explain_maps(), explain_score(), explain_gallery()
-    attribution.py what every explainer shares (eval mode, upsampling a layer's map)
-    scoring.py     pointing game and inside share against known lesions
-    comparing.py   compare(), demo(): both tasks on one page
-    data/          loading.py (load_data, choose_validation), folders, MedMNIST, synthetic, splits
-    plugins.py     the registries: list_*, backbone(), strategy(), explainer(), create_backbone()
-    builtin/       the built-in plugins; they import the core, never the reverse
-    cli.py         the command line, a thin layer over this API (cli_support.py: its errors, options, tables)
+    config.py          TrainConfig: every training option, declared once (default, help, choices); RECIPES
+    training.py        train(), resume(): set a run up, then hand over to the loop
+    preflight.py       what is checked before a run starts (device, trial batch, a checkpoint to resume)
+    loop.py            fit(): the training loop, read top to bottom, and its helpers
+    inputs.py          how images reach the model in training (as they are, augmented, cached features)
+    augment.py         training-time augmentation
+    devices.py         the device and the precision, each resolved once; batches moved to the device
+    inference.py       the network's input, logits, probabilities, what its head receives
+    distributed.py     several processes under torchrun
+    runs.py            Run: a run folder read back; claimed by one run and locked while it trains
+    io.py              atomic file writes
+    weights.py         weights and checkpoints loaded safely (weights_only) and fitted to a backbone
+    errors.py          XrayError, the one-line error, and how it names a file
+    evaluation.py      evaluate(), predict(), the misclassified gallery
+    metrics.py         the numbers from predictions and labels
+    uncertainty.py     95% intervals, paired comparisons
+    calibration.py     thresholds and temperature, fitted on validation images only
+    adaptation.py      label-free adaptation (AdaBN, prior)
+    shift_measures.py  how far new X-rays are from the training ones, without labels
+    shift_report.py    shift(): that measure as verdicts and figures
+    explaining.py      explain(), explain_maps(), explain_score(), the CAM setting that points best
+    gallery.py         explain_gallery(): several explainers side by side
+    attribution.py     what every explainer shares (eval mode, upsampling a layer's map)
+    scoring.py         pointing game and inside share against known lesions
+    variants.py        explainer variants as text (cam:layer=layer3) and KEY=VALUE options
+    comparing.py       compare(), demo(): both tasks on one page
+    tables.py          numbers as people read them; the one list of metric rows every view renders
+    report.py          report.md
+    figures.py         loss curves, confusion matrix, galleries, CAM overlays
+    progress.py        progress bars
+    data/              loading.py (load_data, choose_validation), folders.py, images.py, cache.py,
+                       splits.py, medmnist.py, sample.py, synthetic.py, acquisition_shifts.py
+    hookspecs.py       the plugin contract: four hooks
+    interfaces.py      Backbone, Strategy, Explainer, DatasetSource, XrayData
+    plugins.py         the registries: list_plugins(), backbone(), strategy(), explainer(), create_backbone()
+    builtin/           the built-in plugins; they import the core, never the reverse
+    cli.py             the command line, a thin layer over this API; cli_options.py (its training options,
+                       made from TrainConfig) and cli_views.py (its one-line errors, tables and lines)
 
 Words: a *task* is what the user chooses (``scratch``, ``finetune``), the *strategy* is the
 plugin that implements it, a *recipe* is a set of training settings (``report``, ``strong``).
 
 >>> import xraykit
->>> "resnet18" in xraykit.list_backbones()
+>>> "resnet18" in xraykit.list_plugins("backbone")
 True
 """
 
@@ -56,7 +75,7 @@ _HOMES = {
     "predict": "evaluation",
     "explain": "explaining",
     "explain_maps": "explaining",
-    "explain_gallery": "explaining",
+    "explain_gallery": "gallery",
     "explain_score": "explaining",
     "Backbone": "interfaces",
     "DatasetSource": "interfaces",
@@ -65,10 +84,7 @@ _HOMES = {
     "XrayData": "interfaces",
     "count_parameters": "plugins",
     "create_backbone": "plugins",
-    "list_backbones": "plugins",
-    "list_datasets": "plugins",
-    "list_explainers": "plugins",
-    "list_strategies": "plugins",
+    "list_plugins": "plugins",
     "Run": "runs",
     "shift": "shift_report",
     "resume": "training",
@@ -95,15 +111,13 @@ if TYPE_CHECKING:  # what type checkers and the API reference read
     from .data.loading import choose_validation, load_data
     from .data.synthetic import synth, synthesize
     from .evaluation import evaluate, predict
-    from .explaining import explain, explain_gallery, explain_maps, explain_score
+    from .explaining import explain, explain_maps, explain_score
+    from .gallery import explain_gallery
     from .interfaces import Backbone, DatasetSource, Explainer, Strategy, XrayData
     from .plugins import (
         count_parameters,
         create_backbone,
-        list_backbones,
-        list_datasets,
-        list_explainers,
-        list_strategies,
+        list_plugins,
     )
     from .runs import Run
     from .shift_report import shift
@@ -135,10 +149,7 @@ __all__ = [
     "explain_maps",
     "explain_score",
     "hookimpl",
-    "list_backbones",
-    "list_datasets",
-    "list_explainers",
-    "list_strategies",
+    "list_plugins",
     "load_data",
     "predict",
     "resume",

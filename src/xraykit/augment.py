@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .data.shifts import gaussian_blur
+from .data.acquisition_shifts import gaussian_blur
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
@@ -40,7 +40,7 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def augment_strong(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Images in [0, 1] as another hospital might have taken them: the ``strong`` recipe's augmentation.
 
-    Each change covers a way two collections of X-rays differ (``data/shifts.py`` applies the same
+    Each change covers a way two collections of X-rays differ (``data/acquisition_shifts.py`` applies the same
     kinds at fixed sizes to test for them): framing (turns up to 10 degrees, zoom 0.85-1.2, shifts
     up to 6%), exposure (gamma 0.6-1.6, log-uniform), contrast (0.7-1.3 about the image's own mean)
     and brightness, the detector's sharpness (a Gaussian blur on half the batches), a

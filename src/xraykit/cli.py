@@ -11,18 +11,15 @@ from typing import Any, List, Optional
 
 import typer
 
-from . import cli_support
-from . import options as options_text
-from .cli_support import console, friendly
+from . import cli_views
+from . import variants as variant_text
+from .cli_options import field_option, given_options, refuse_options_with_resume, with_training_options
+from .cli_views import console, friendly
 from .errors import XrayError
 
 # Each command imports what it needs (torch among it) when it runs: `xraykit --help`,
 # `xraykit COMMAND --help` and `xraykit --version` answer at once (benchmarks/cli_startup.py).
 
-PRECISION_HELP = (
-    "'32' (float32), 'bf16-mixed' (bfloat16 autocast: about 2x faster on CPUs with AVX512-BF16 and on GPUs, "
-    "but measured to cost accuracy) or 'auto' (float32 today; see the performance page)."
-)
 app = typer.Typer(
     help="Learn, teach and practise deep learning on chest X-rays (ResNet-18 from scratch and fine-tuned, CAM).",
     no_args_is_help=True,
@@ -58,7 +55,7 @@ def demo(
     image_size: int = typer.Option(64, help="Image size in pixels."),
     epochs: int = typer.Option(10, help="Epochs for each task."),
     seed: int = typer.Option(0, help="Random seed."),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    precision: str = field_option("precision"),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ):
     """Run Task 1.1 and Task 1.2 on built-in synthetic X-rays and write a complete run folder."""
@@ -68,8 +65,8 @@ def demo(
         out, n=n, image_size=image_size, epochs=epochs, seed=seed, precision=precision, quiet=quiet
     )
     out = Path(summary["out"])
-    console.print(cli_support.results_table(summary))
-    paired = cli_support.paired_line(summary)
+    console.print(cli_views.results_table(summary))
+    paired = cli_views.paired_line(summary)
     if paired:
         console.print(paired)
     console.print(
@@ -80,56 +77,13 @@ def demo(
 
 @app.command()
 @friendly
+@with_training_options(epochs={"default": None, "more_help": "Default: 10; with --resume, the new total (the run's)."})
 def train(
     ctx: typer.Context,
-    data: Optional[str] = typer.Argument(None, help="Folder in the Kaggle layout, a MedMNIST .npz, or 'synthetic'."),
-    task: str = typer.Option(
-        "scratch",
-        help="Task: 'scratch' (Task 1.1) or 'finetune' (Task 1.2), each trained by the strategy of that name.",
+    data: Optional[str] = typer.Argument(
+        None, help="Folder in the Kaggle layout, a MedMNIST .npz, 'sample' or 'synthetic'."
     ),
-    backbone: str = typer.Option("resnet18", help="Registered backbone (see `xraykit plugins`)."),
-    weights: Optional[str] = typer.Option(
-        None, help="Starting weights: 'imagenet', 'none' or a file PATH. Default: the task's."
-    ),
-    epochs: Optional[int] = typer.Option(
-        None, help="Epochs to train (default: 10); with --resume, the new total (default: the run's)."
-    ),
-    lr: Optional[float] = typer.Option(None, help="Learning rate. Default: the task's (1e-3 scratch, 1e-4 finetune)."),
-    batch_size: int = typer.Option(32, help="Images per training step."),
-    image_size: int = typer.Option(224, help="Images are resized to SIZE x SIZE."),
-    seed: int = typer.Option(0, help="Seed for init, data order, augmentation and the validation split."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     out: Optional[Path] = typer.Option(None, help="Run folder. Default: runs/TASK-TIMESTAMP."),
-    recipe: str = typer.Option(
-        "report",
-        help="'report' (the published recipe) or 'strong' "
-        "(strong augmentation, each image histogram-equalised, class weights, label smoothing, cosine lr).",
-    ),
-    val_from_train: Optional[float] = typer.Option(
-        None, help="Carve this fraction of train as validation, by patient. Default when val/ has < 100 images: 0.1."
-    ),
-    class_weights: Optional[str] = typer.Option(None, help="'none' or 'auto' (weight classes by inverse frequency)."),
-    balanced_sampler: Optional[bool] = typer.Option(
-        None, "--balanced-sampler/--no-balanced-sampler", help="Sample classes equally often."
-    ),
-    augment: Optional[str] = typer.Option(
-        None,
-        help="'none', 'light' (small turns, shifts, zooms, relighting) or 'strong' "
-        "(another hospital's exposure, contrast, blur, resolution, noise, borders).",
-    ),
-    normalize: Optional[str] = typer.Option(
-        None,
-        help="'dataset' (one mean and std for all images), 'image' (each image by its own) or 'equalize' "
-        "(each image's histogram equalised: only the order of its intensities counts).",
-    ),
-    label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing of the loss, 0 to 0.5."),
-    schedule: Optional[str] = typer.Option(None, help="'constant' or 'cosine' learning rate."),
-    select: Optional[str] = typer.Option(
-        None, help="Checkpoint used for evaluation: 'last' or 'best' (lowest val loss)."
-    ),
-    feature_cache: bool = typer.Option(True, help="Train a frozen backbone's head on cached features (exact)."),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
-    compile: bool = typer.Option(False, help="Compile the model with torch.compile (a C++ compiler; slow to start)."),
     skip_bad: bool = typer.Option(False, help="Warn about unreadable images and train on the rest."),
     resume: Optional[Path] = typer.Option(
         None,
@@ -137,22 +91,21 @@ def train(
         "give DATA only if it was trained on data loaded in Python).",
     ),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    **options: Any,
 ):
     """Train ResNet-18 (or another backbone) from scratch or by fine-tuning."""
     from . import distributed, training
 
     if resume is not None:  # DATA only for runs trained on data loaded in Python
-        cli_support.refuse_options_with_resume(ctx, resume)
-        run = training.resume(resume, epochs=epochs, quiet=quiet, data=data)
+        refuse_options_with_resume(ctx, resume)
+        run = training.resume(resume, epochs=options["epochs"], quiet=quiet, data=data)
     else:
         if data is None:
             raise XrayError("give a DATA folder (or 'synthetic'), or --resume RUN")
-        # Every other option has the name of train()'s keyword: the command passes them on as they are.
-        options = {name: value for name, value in ctx.params.items() if name != "resume"}
-        run = training.train(**{**options, "epochs": 10 if epochs is None else epochs})
+        run = training.train(data, out=out, skip_bad=skip_bad, quiet=quiet, **given_options(options))
     if not distributed.is_main():  # under torchrun, rank 0 reports for all
         return
-    for line in cli_support.train_summary(run, resumed=resume is not None):
+    for line in cli_views.train_summary(run, resumed=resume is not None):
         console.print(line)
 
 
@@ -164,7 +117,7 @@ def evaluate(
     which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
     out: Optional[Path] = typer.Option(None, help="Where to write metrics.json and figures. Default: the run folder."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    precision: str = field_option("precision"),
     skip_bad: bool = typer.Option(False, help="Warn about unreadable images and evaluate the rest."),
     threshold: str = typer.Option(
         "0.5",
@@ -190,7 +143,7 @@ def evaluate(
         threshold=threshold,
         adapt=adapt,
     )
-    for line in cli_support.metrics_lines(metrics):
+    for line in cli_views.evaluate_view(metrics):
         console.print(line)
     files = ["metrics.json", "confusion_matrix.png", "misclassified.png"]
     files += ["reliability.png"] if "temperature" in metrics["calibration"] else []
@@ -200,32 +153,22 @@ def evaluate(
 
 @app.command()
 @friendly
+@with_training_options(per_task=False)
 def compare(
-    ctx: typer.Context,
     data: str = typer.Argument(..., help="Folder in the Kaggle layout (with test/), an .npz, or 'synthetic'."),
     out: Path = typer.Option(Path("runs/compare"), help="Folder for both runs and report.md."),
-    backbone: str = typer.Option("resnet18", help="Registered backbone (see `xraykit plugins`)."),
     finetune_weights: Optional[str] = typer.Option(
         None, "--weights", help="Task 1.2's starting weights: 'imagenet' (default) or PATH."
     ),
-    epochs: int = typer.Option(10, help="Epochs for each task."),
-    batch_size: int = typer.Option(32, help="Images per training step."),
-    image_size: int = typer.Option(224, help="Images are resized to SIZE x SIZE."),
-    seed: int = typer.Option(0, help="Seed for init, data order, augmentation and the validation split."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
-    recipe: str = typer.Option("report", help="'report' (the published recipe) or 'strong'."),
-    val_from_train: Optional[float] = typer.Option(
-        None, help="Carve this fraction of train as validation, by patient."
-    ),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    **options: Any,
 ):
     """Both tasks on the same data and split, then one page comparing them (report.md)."""
     from . import comparing
 
-    summary = comparing.compare(**ctx.params)  # every option has the name of compare()'s keyword
-    console.print(cli_support.results_table(summary))
-    paired = cli_support.paired_line(summary)
+    summary = comparing.compare(data, out=out, finetune_weights=finetune_weights, quiet=quiet, **given_options(options))
+    console.print(cli_views.results_table(summary))
+    paired = cli_views.paired_line(summary)
     if paired:
         console.print(paired)
     console.print(f"Open [bold]{out / 'report.md'}[/]")
@@ -238,13 +181,13 @@ def predict(
     images: List[Path] = typer.Argument(..., help="Image files."),
     which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    precision: str = field_option("precision"),
 ):
     """Label and probability for each image."""
     from . import evaluation
 
     results = evaluation.predict(run, images, which=which, precision=precision)
-    cli_support.print_predictions(results, as_json)
+    cli_views.print_predictions(results, as_json)
 
 
 @app.command()
@@ -258,17 +201,17 @@ def explain(
     option: List[str] = typer.Option(
         [], "--option", "-o", help="An explainer option KEY=VALUE, e.g. patch=16 (repeatable)."
     ),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    precision: str = field_option("precision"),
 ):
     """Original beside its heatmap overlay, for each image."""
     from . import explaining, shift_report
 
-    options: dict[str, Any] = dict(options_text.parse_option(o) for o in option)
+    options: dict[str, Any] = dict(variant_text.parse_option(o) for o in option)
     for path in explaining.explain(run, images, method=method, target=target, out=out, precision=precision, **options):
         console.print(f"wrote {path}")
     for path, hint in zip(images, shift_report.familiarity_of_files(run, images)):
         if hint and hint["far"]:
-            console.print(f"{path}: {cli_support.familiarity_hint(hint)}", markup=False)
+            console.print(f"{path}: {cli_views.familiarity_hint(hint)}", markup=False)
 
 
 @app.command("explain-score")
@@ -291,10 +234,10 @@ def explain_score(
     """Score explainers on lesions whose outline is known: pointing game and share inside the mask."""
     from . import explaining
 
-    options = options_text.method_options(option)
+    options = variant_text.method_options(option)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     summary = explaining.explain_score(run, data, methods=chosen, limit=limit, out=out, which=which, options=options)
-    cli_support.print_explain_scores(summary, out or run)
+    cli_views.print_explain_scores(summary, out or run)
 
 
 @app.command("explain-gallery")
@@ -316,13 +259,13 @@ def explain_gallery(
     which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
 ):
     """The same test images under several explainers side by side, each with its pointing game."""
-    from . import explaining
+    from . import gallery
 
-    variants = variant or list(explaining.GALLERY_VARIANTS)
-    summary = explaining.explain_gallery(
+    variants = variant or list(gallery.GALLERY_VARIANTS)
+    summary = gallery.explain_gallery(
         run, data, variants=variants, per_kind=per_kind, limit=limit, out=out, which=which
     )
-    cli_support.print_gallery(summary, out or run)
+    cli_views.print_gallery(summary, out or run)
 
 
 @app.command()
@@ -338,7 +281,7 @@ def shift(
     from . import shift_report
 
     report = shift_report.shift(run, data, which=which, out=out, split=split)
-    for line in cli_support.shift_lines(report):
+    for line in cli_views.shift_lines(report):
         console.print(line)
     where = out or run
     console.print(f"Wrote {where}/shift.json, shift.png (feature distances), shift_unusual.png", markup=False)
@@ -364,9 +307,9 @@ def synth(
 @friendly
 def plugins_command():
     """Every registered backbone, strategy, dataset and explainer, with the plugin that provides it."""
-    cli_support.print_plugins()
+    cli_views.print_plugins()
 
 
 def main() -> None:
-    cli_support.prepare_process()
+    cli_views.prepare_process()
     app()

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from . import figures, plugins, report
-from .config import TrainConfig
+from .config import TrainConfig, option_names
 from .data.loading import DataLike, choose_validation, held_out_test, load_data
+from .devices import resolve_precision
 from .errors import WeightsUnavailableError, XrayError
 from .evaluation import evaluate, misclassified, titles
 from .explaining import choose_cam_setting, explain_maps, lesioned
-from .inference import predict_proba, resolve_precision
+from .inference import predict_proba
 from .interfaces import XrayData
 from .io import write_json
 from .loop import Callbacks
@@ -24,50 +25,53 @@ from .progress import callbacks_for
 from .runs import Run
 from .training import train
 from .uncertainty import binomial_interval, paired_difference
-from .weights import check_weights
 
 
 def compare(
     data: DataLike,
     *,
     out: Union[str, Path] = "runs/compare",
-    backbone: str = "resnet18",
-    epochs: int = 10,
-    batch_size: int = 32,
-    image_size: int = 224,
-    seed: int = 0,
-    device: str = "auto",
-    recipe: str = "report",
     finetune_weights: Optional[str] = None,
-    val_from_train: Optional[float] = None,
-    precision: Union[str, int] = "auto",
     quiet: bool = False,
-    title: str = "Task 1.1 (from scratch) vs Task 1.2 (fine-tuning)",
-    _demo: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Both tasks on the same data and split, evaluated on its test split, in one teaching page."""
+    """Both tasks on the same data and split, evaluated on its test split, in one teaching page.
+
+    ``options`` are the training options of :func:`xraykit.train` that both tasks share (every field of
+    :class:`~xraykit.TrainConfig` but ``task``, ``weights`` and ``lr``, which each task takes from its
+    strategy); ``finetune_weights`` are Task 1.2's starting weights (default: ImageNet's).
+    """
+    return _compare(data, Path(out), finetune_weights, quiet, options, TITLE, demo=False)
+
+
+TITLE = "Task 1.1 (from scratch) vs Task 1.2 (fine-tuning)"
+
+
+def _compare(
+    data: DataLike,
+    out: Path,
+    finetune_weights: Optional[str],
+    quiet: bool,
+    options: dict[str, Any],
+    title: str,
+    demo: bool,
+) -> dict[str, Any]:
     started = time.perf_counter()
-    out = Path(out)
-    common: dict[str, Any] = dict(
-        backbone=backbone,
-        epochs=epochs,
-        batch_size=batch_size,
-        image_size=image_size,
-        seed=seed,
-        device=device,
-        recipe=recipe,
-        val_from_train=val_from_train,
-        precision=precision,
-    )
-    TrainConfig.for_recipe(**common)  # the options, checked before any image is loaded
+    per_task = sorted(set(options) - set(option_names(per_task=False)) & set(option_names()))
+    if per_task:
+        raise XrayError(f"compare trains each task with its own {per_task[0]}; leave it out (or train the tasks apart)")
+    common = {name: value for name, value in options.items() if value is not None}  # None: the default
+    config = TrainConfig.for_recipe(**common)  # the options, checked before any image is loaded
+    backbone, image_size, seed = config.backbone, config.image_size, config.seed
+    device, precision, val_from_train = config.device, config.precision, config.val_from_train
     taken = [name for name in ("task1.1-scratch", "task1.2-finetune") if (out / name / "config.json").exists()]
     if taken:  # checked before any training, so that a mistaken --out costs nothing and overwrites nothing
         raise XrayError(f"{out}: already holds a run ({taken[0]}/); pick another --out")
     if not isinstance(data, dict):  # a mistyped path is named before any question about weights
         plugins.dataset_source(str(data))
-    if finetune_weights is not None or not _demo:  # Task 1.2's weights, found before minutes of Task 1.1
+    if finetune_weights is not None or not demo:  # Task 1.2's weights, found before minutes of Task 1.1
         default = plugins.strategy("finetune").weights
-        check_weights(backbone, finetune_weights if finetune_weights is not None else default)
+        plugins.create_backbone(backbone, weights=finetune_weights if finetune_weights is not None else default)
     splits = load_data(data, image_size)
     held_out_test(splits, "the data" if isinstance(data, dict) else str(data))
     # Loaded once above, recorded as named.
@@ -76,7 +80,7 @@ def compare(
     runs: dict[str, Run] = {}
     runs["Task 1.1: scratch"] = train(splits, "scratch", out=out / "task1.1-scratch", **common)
     weights = finetune_weights
-    if weights is None and _demo:
+    if weights is None and demo:
         weights = _demo_weights(runs["Task 1.1: scratch"], callbacks_for("finetune", quiet, None), notes, backbone)
     runs["Task 1.2: finetune"] = train(splits, "finetune", weights=weights, out=out / "task1.2-finetune", **common)
 
@@ -89,7 +93,7 @@ def compare(
 
     results = {}
     for label, run in runs.items():
-        metrics = evaluate(run, splits, device=device, precision=precision, quiet=quiet, _splits=splits)
+        metrics = evaluate(run.with_data(splits), splits, device=device, precision=precision, quiet=quiet)
         history = run.history
         metrics["trainable_parameters"] = run.record.trainable_parameters
         metrics["total_parameters"] = run.record.total_parameters
@@ -189,17 +193,9 @@ def demo(
     """
     out = Path(out) if out is not None else _free_folder(Path("xraykit-demo"))
     # Named, not built here: metrics.json then says which data to give `explain-score` or `evaluate`.
-    summary = compare(
-        f"synthetic:n={n},seed={seed}",
-        out=out,
-        epochs=epochs,
-        image_size=image_size,
-        seed=seed,
-        precision=precision,
-        quiet=quiet,
-        _demo=True,
-        title="xraykit demo: Task 1.1 vs Task 1.2 on synthetic chest X-rays",
-    )
+    options = dict(epochs=epochs, image_size=image_size, seed=seed, precision=precision)
+    title = "xraykit demo: Task 1.1 vs Task 1.2 on synthetic chest X-rays"
+    summary = _compare(f"synthetic:n={n},seed={seed}", out, None, quiet, options, title, demo=True)
     summary["out"] = str(out)
     return summary
 

@@ -20,18 +20,16 @@ from typing import Any, Optional
 
 from .errors import XrayError
 
-# The published coursework's recipe: plain Adam, no augmentation, unweighted loss, last epoch.
-_REPORT: dict[str, Any] = dict(
-    augment="none",
-    normalize="dataset",
-    label_smoothing=0.0,
-    class_weights="none",
-    balanced_sampler=False,
-    schedule="constant",
-    select="last",
-)
-RECIPES: dict[str, dict[str, Any]] = {
-    "report": _REPORT,
+AUGMENTATIONS = ("none", "light", "strong")
+NORMALIZATIONS = ("dataset", "image", "equalize")
+SCHEDULES = ("constant", "cosine")
+SELECTIONS = ("last", "best")
+CLASS_WEIGHTS = ("none", "auto")
+PRECISIONS = ("32", "bf16-mixed", "auto")  # Lightning's words; devices.resolve_precision decides what auto means
+# What each recipe changes from the report's settings, which are the defaults of TrainConfig's recipe fields.
+RECIPE_CHANGES: dict[str, dict[str, Any]] = {
+    # The published coursework's recipe: plain Adam, no augmentation, unweighted loss, last epoch.
+    "report": {},
     # A recipe whose numbers travel to X-rays from elsewhere (docs/results.md, benchmarks/robustness.py):
     # strong augmentation that covers acquisition shifts (exposure, contrast, blur, resolution, noise,
     # framing, borders), each image histogram-equalised (no gamma, contrast or brightness setting of
@@ -40,7 +38,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     # smoothing, a cosine schedule, and the last epoch: a checkpoint chosen by the lowest loss on
     # validation images from the training hospital was, on the official test images, the worse one.
     "strong": {
-        **_REPORT,
         "augment": "strong",
         "normalize": "equalize",
         "label_smoothing": 0.1,
@@ -48,14 +45,31 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "cosine",
     },
 }
-AUGMENTATIONS = ("none", "light", "strong")
-NORMALIZATIONS = ("dataset", "image", "equalize")
-SCHEDULES = ("constant", "cosine")
-SELECTIONS = ("last", "best")
-CLASS_WEIGHTS = ("none", "auto")
-PRECISIONS = ("32", "bf16-mixed", "auto")  # Lightning's words; inference.resolve_precision decides what auto means
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] = (),
+    recipe: bool = False,
+    per_task: bool = False,
+    cli: bool = True,
+) -> Any:
+    """A :class:`TrainConfig` field with what the command line and the documentation say of it.
+
+    This is the one declaration of a training option: ``xraykit train`` and ``xraykit compare`` make
+    their options from these fields (:mod:`xraykit.cli_options`), :func:`xraykit.train` takes them as
+    keywords, and the API reference lists them. ``recipe``: the default comes from ``--recipe`` (the
+    value here is the report's); ``per_task``: each task has its own (``compare`` sets it per task);
+    ``cli``: an option of the command line (False: filled in by xraykit itself).
+    """
+    metadata = {"help": help, "choices": choices, "recipe": recipe, "per_task": per_task, "cli": cli}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -76,66 +90,101 @@ class RunRecord:
     skipped_files: list[str] = field(default_factory=list)
     skip_bad: bool = False
     versions: dict[str, str] = field(default_factory=dict)
-    precision: str = ""  # what the run trains in, "32" or "bf16-mixed" (its config's auto resolved); "": older runs
+    # What the run trains in, "32" or "bf16-mixed": its config's precision resolved once, when the run was made.
+    # A run from before 0.2 recorded none; every run then trained in float32.
+    precision: str = "32"
 
     @classmethod
     def from_dict(cls, d: Any) -> RunRecord:
         if not isinstance(d, dict):
             raise XrayError(f"record must be a mapping of names to values, got {d!r}")
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        known.setdefault("precision", "32")  # a run from before 0.2 recorded none: every run then trained in float32
-        return cls(**known)
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
 class TrainConfig:
     """Every choice of a run, checked when made; saved as ``config.json``, enough to run it again."""
 
-    data: str = "synthetic"
-    task: str = "scratch"
-    backbone: str = "resnet18"
-    weights: Optional[str] = None  # None: the strategy's default (random for scratch, imagenet for finetune)
-    epochs: int = 10
-    lr: Optional[float] = None  # None: the strategy's default (1e-3 scratch, 1e-4 finetune)
-    batch_size: int = 32
-    image_size: int = 224
-    seed: int = 0
-    device: str = "auto"
-    recipe: str = "report"
-    augment: str = "none"  # none, light (small turns, zooms, relighting) or strong (augment.py)
-    normalize: str = "dataset"  # dataset: one mean and std for all images; image: each by its own
-    label_smoothing: float = 0.0
-    class_weights: str = "none"
-    balanced_sampler: bool = False
-    schedule: str = "constant"
-    select: str = "last"
-    feature_cache: bool = True
-    precision: str = "auto"  # 32 (float32), bf16-mixed (bfloat16 autocast) or auto; the run's is in record.precision
-    compile: bool = False  # torch.compile the model (a C++ compiler needed; slow to start)
-    val_from_train: Optional[float] = None
-    num_classes: int = 2
-    classes: list[str] = field(default_factory=list)
-    record: RunRecord = field(default_factory=RunRecord)
+    data: str = option("synthetic", "Folder in the Kaggle layout, a MedMNIST .npz, 'sample' or 'synthetic'.", cli=False)
+    task: str = option(
+        "scratch",
+        "Task: 'scratch' (Task 1.1) or 'finetune' (Task 1.2), each trained by the strategy of that name "
+        "(see `xraykit plugins`).",
+        per_task=True,
+    )
+    backbone: str = option("resnet18", "Registered backbone (see `xraykit plugins`).")
+    weights: Optional[str] = option(
+        None, "Starting weights: 'imagenet', 'none' or a file PATH. Default: the task's.", per_task=True
+    )
+    epochs: int = option(10, "Epochs to train.")
+    lr: Optional[float] = option(
+        None, "Learning rate. Default: the task's (1e-3 scratch, 1e-4 finetune).", per_task=True
+    )
+    batch_size: int = option(32, "Images per training step.")
+    image_size: int = option(224, "Images are resized to SIZE x SIZE.")
+    seed: int = option(0, "Seed for init, data order, augmentation and the validation split.")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
+    recipe: str = option(
+        "report",
+        "'report' (the published recipe) or 'strong' (strong augmentation, each image histogram-equalised, "
+        "class weights, label smoothing, cosine lr); the options below marked 'from --recipe' follow it.",
+        choices=tuple(RECIPE_CHANGES),
+    )
+    augment: str = option(
+        "none",
+        "'none', 'light' (small turns, shifts, zooms, relighting) or 'strong' "
+        "(another hospital's exposure, contrast, blur, resolution, noise, borders).",
+        choices=AUGMENTATIONS,
+        recipe=True,
+    )
+    normalize: str = option(
+        "dataset",
+        "'dataset' (one mean and std for all images), 'image' (each image by its own) or 'equalize' "
+        "(each image's histogram equalised: only the order of its intensities counts).",
+        choices=NORMALIZATIONS,
+        recipe=True,
+    )
+    label_smoothing: float = option(0.0, "Label smoothing of the loss, 0 to 0.5.", recipe=True)
+    class_weights: str = option(
+        "none", "'none' or 'auto' (weight classes by inverse frequency).", choices=CLASS_WEIGHTS, recipe=True
+    )
+    balanced_sampler: bool = option(False, "Sample classes equally often.", recipe=True)
+    schedule: str = option("constant", "Learning rate schedule.", choices=SCHEDULES, recipe=True)
+    select: str = option(
+        "last", "Checkpoint used for evaluation: 'last' or 'best' (lowest val loss).", choices=SELECTIONS, recipe=True
+    )
+    feature_cache: bool = option(True, "Train a frozen backbone's head on cached features (exact).")
+    precision: str = option(
+        "auto",
+        "'32' (float32), 'bf16-mixed' (bfloat16 autocast: about 2x faster on CPUs with AVX512-BF16 and on GPUs, "
+        "but measured to cost accuracy) or 'auto' (float32 today; see the performance page). What a run "
+        "trained in is its record.precision.",
+        choices=PRECISIONS,
+    )
+    compile: bool = option(False, "Compile the model with torch.compile (a C++ compiler; slow to start).")
+    val_from_train: Optional[float] = option(
+        None, "Carve this fraction of train as validation, by patient. Default when val/ has < 100 images: 0.1."
+    )
+    num_classes: int = option(2, "Classes: the number of class folders.", cli=False)
+    classes: list[str] = option([], "Class names, in label order.", cli=False)
+    record: RunRecord = field(default_factory=RunRecord, metadata={"cli": False})
 
     def __post_init__(self) -> None:
+        if isinstance(self.augment, bool):  # config.json before 0.2, and the API's True/False
+            self.augment = "light" if self.augment else "none"
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):  # the API's precision=32
+            self.precision = str(self.precision)
+        for f in dataclasses.fields(self):  # what each declaration says: its choices, or true/false
+            value = getattr(self, f.name)
+            if f.metadata.get("choices"):
+                _one_of(f.name, value, f.metadata["choices"])
+            elif f.type == "bool":
+                _require(f.name, value, isinstance(value, bool), "true or false")
         for name in ("data", "task", "backbone"):
             _require(name, getattr(self, name), isinstance(getattr(self, name), str), "a name")
         _require("weights", self.weights, self.weights is None or isinstance(self.weights, str), "a name or a path")
-        _one_of("recipe", self.recipe, tuple(RECIPES))
-        _one_of("schedule", self.schedule, SCHEDULES)
-        _one_of("select", self.select, SELECTIONS)
-        _one_of("class_weights", self.class_weights, CLASS_WEIGHTS)
-        if isinstance(self.augment, bool):  # config.json before 0.2, and the API's True/False
-            self.augment = "light" if self.augment else "none"
-        _one_of("augment", self.augment, AUGMENTATIONS)
-        _one_of("normalize", self.normalize, NORMALIZATIONS)
         smoothing_ok = _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 0.5
         _require("label_smoothing", self.label_smoothing, smoothing_ok, "a number from 0 to 0.5 (exclusive)")
-        if isinstance(self.precision, int) and not isinstance(self.precision, bool):  # the API's precision=32
-            self.precision = str(self.precision)
-        _one_of("precision", self.precision, PRECISIONS)
-        for name in ("balanced_sampler", "feature_cache", "compile"):
-            _require(name, getattr(self, name), isinstance(getattr(self, name), bool), "true or false")
         _whole("epochs", self.epochs, 1)
         _whole("batch_size", self.batch_size, 1)
         _whole("num_classes", self.num_classes, 2)
@@ -154,14 +203,26 @@ class TrainConfig:
 
     @classmethod
     def for_recipe(cls, recipe: str = "report", **options: Any) -> TrainConfig:
-        """A config whose unset (``None``) recipe options (augment, normalize, label_smoothing,
-        class_weights, balanced_sampler, schedule, select) come from ``RECIPES[recipe]``; any option
-        given explicitly wins."""
+        """A config whose unset (``None``) recipe options (:func:`recipe_fields`) come from
+        ``RECIPES[recipe]``; any option given explicitly wins. A name that is no option is refused."""
+        unknown = sorted(set(options) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise XrayError(f"{unknown[0]!r} is not a training option; options: {', '.join(option_names())}")
         _one_of("recipe", recipe, tuple(RECIPES))
         for key, value in RECIPES[recipe].items():
             if options.get(key) is None:
                 options[key] = value
         return cls(recipe=recipe, **options)
+
+    def with_task_defaults(self, weights: Optional[str], lr: float) -> TrainConfig:
+        """The config with its task's starting ``weights`` and ``lr`` where it leaves them unset (``None``).
+
+        Resolved once, when a run is made, so that ``config.json`` records the numbers the run used.
+        """
+        return self.replace(
+            weights=self.weights if self.weights is not None else weights,
+            lr=self.lr if self.lr is not None else lr,
+        )
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``, checked like a new config."""
@@ -179,6 +240,27 @@ class TrainConfig:
         if "record" not in known:
             known["record"] = d["extra"] if isinstance(d.get("extra"), dict) else {}  # read like any record
         return cls(**known)
+
+
+def option_names(per_task: bool = True) -> tuple[str, ...]:
+    """The training options a user sets (``per_task=False``: those ``compare`` sets once for both tasks)."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if f.metadata.get("cli") and (per_task or not f.metadata.get("per_task"))
+    )
+
+
+def recipe_fields() -> tuple[str, ...]:
+    """The options a recipe sets (those declared with ``recipe=True``)."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("recipe"))
+
+
+# Each recipe in full: the report's settings (TrainConfig's defaults) with the recipe's changes.
+RECIPES: dict[str, dict[str, Any]] = {
+    name: {**{f: TrainConfig.__dataclass_fields__[f].default for f in recipe_fields()}, **changes}
+    for name, changes in RECIPE_CHANGES.items()
+}
 
 
 def _is_number(value: Any) -> bool:

@@ -24,16 +24,17 @@ from . import figures, shift_report
 from .adaptation import adapt_batchnorm, adjust_to_prior, estimate_prior, model_prior_of
 from .calibration import Threshold, calibrate, choose_threshold, parse_threshold, reliability_figure
 from .data.images import load_image
-from .data.loading import DataLike, choose_validation, data_name, describe, held_out_test, load_data
+from .data.loading import DataLike, data_name, describe, held_out_test, load_data
+from .devices import accelerated, resolve_device, resolve_precision
 from .errors import XrayError
 from .explaining import explain_maps
-from .inference import accelerated, predict_logits, resolve_device, resolve_precision, to_input
+from .inference import predict_logits, to_input
 from .interfaces import Backbone, XrayData
 from .io import save_figure, write_json
 from .metrics import compute_metrics, positive_class, predictions
 from .progress import console
-from .report import Metrics
 from .runs import Run, RunLike
+from .tables import Metrics
 from .uncertainty import intervals
 
 ADAPTATIONS = ("adabn", "prior")
@@ -52,7 +53,6 @@ def evaluate(
     quiet: bool = False,
     threshold: Threshold = 0.5,
     adapt: Sequence[str] = (),
-    _splits: Optional[dict[str, XrayData]] = None,
 ) -> dict[str, Any]:
     """Test metrics of a run on ``data``'s test split; writes ``metrics.json`` and figures.
 
@@ -67,7 +67,7 @@ def evaluate(
     ``metrics["adapted"]``. When ``data`` is not the data the run was trained on,
     ``metrics["shift"]`` says how far its test images are from the training ones.
 
-    ``precision``: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (:func:`xraykit.inference.resolve_precision`).
+    ``precision``: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (:func:`xraykit.devices.resolve_precision`).
     ``quiet`` keeps the names of skipped unreadable files (``skip_bad``) off the terminal;
     ``metrics.json`` lists them either way.
     """
@@ -97,7 +97,7 @@ def evaluate(
     val: Optional[XrayData] = None
     val_note = None
     try:
-        val = validation_images(run, _splits)
+        val = run.train_and_val()[1]
     except XrayError as exc:
         val_note = str(exc)
     val_logits = None if val is None else _logits(model, val.images, bb, dev, how)
@@ -173,17 +173,6 @@ def _adaptations(adapt: Union[str, Sequence[str]]) -> list[str]:
         if name not in ADAPTATIONS:
             raise XrayError(f"--adapt '{name}': expected one of {', '.join(ADAPTATIONS)}")
     return list(dict.fromkeys(chosen))
-
-
-def validation_images(run: Run, splits: Optional[dict[str, XrayData]] = None) -> XrayData:
-    """The run's own validation images: its data loaded again and the same split carved as in training.
-
-    ``splits``: the run's data, when it is already loaded. An :class:`XrayError` says why they
-    cannot be had (a run trained on data loaded in Python, a data folder since moved).
-    """
-    if splits is None:
-        return run.train_and_val()[1]
-    return choose_validation(splits, run.config.val_from_train, run.config.seed)[1]
 
 
 # ----------------------------------------------------------------------------- numbers and their intervals

@@ -1,5 +1,5 @@
 """Explaining a run's predictions: figures for chosen images, maps for a batch, scores against known lesions,
-a gallery of several methods side by side, and the CAM setting that points into lesions most often.
+and the CAM setting that points into lesions most often (several methods side by side: :mod:`xraykit.gallery`).
 
 The helpers every explainer shares (the model in eval mode, upsampling a layer's map) live in
 :mod:`xraykit.attribution`, which the built-in explainers import as an outside plugin can.
@@ -16,14 +16,15 @@ from torch import nn
 
 from . import figures, plugins, scoring
 from .attribution import evaluating
-from .data.images import display_path, load_image
+from .data.images import load_image
 from .data.loading import DataLike, describe, held_out_test, load_data
-from .errors import XrayError
-from .inference import autocast, predict_proba, resolve_precision, to_input
+from .devices import autocast, resolve_precision
+from .errors import XrayError, display_path
+from .inference import predict_proba, to_input
 from .interfaces import Backbone, XrayData
 from .io import write_json
-from .options import parse_variant, variant_label
 from .runs import Run, RunLike
+from .variants import variant_label
 
 
 def explain_maps(
@@ -70,12 +71,12 @@ def lesioned(data: XrayData, k: int) -> torch.Tensor:
     return ((data.labels == k) & data.masks.flatten(1).any(1)).nonzero().flatten()
 
 
-def _check_supports(method: str, backbone: Backbone) -> None:
+def check_supports(method: str, backbone: Backbone) -> None:
     if not plugins.explainer(method).supports(backbone):
         raise XrayError(f"explainer '{method}' cannot explain backbone '{backbone.name}'")
 
 
-def _test_split(run: Run, data: DataLike, target: str) -> tuple[str, XrayData, int]:
+def test_split_of(run: Run, data: DataLike, target: str) -> tuple[str, XrayData, int]:
     """``(where, test split, index of target)``: the data's test split, checked against the run's classes."""
     where = describe(data)
     test = held_out_test(load_data(data, run.config.image_size), where)
@@ -85,7 +86,7 @@ def _test_split(run: Run, data: DataLike, target: str) -> tuple[str, XrayData, i
     return where, test, run.classes.index(target)
 
 
-def _what_was_explained(run: Run, where: str, which: Optional[str], target: str) -> dict[str, str]:
+def what_was_explained(run: Run, where: str, which: Optional[str], target: str) -> dict[str, str]:
     """The keys every explanation summary starts with: which run, data, checkpoint and class."""
     return {"run": str(run.path), "data": where, "checkpoint": run.checkpoint_path(which).name, "target": target}
 
@@ -105,7 +106,7 @@ def explain(
 
     ``target`` is a class name or ``predicted``. The true label is shown when the image
     sits in a folder named after a class (``.../PNEUMONIA/x.jpeg``). ``precision`` (``"32"``,
-    ``"bf16-mixed"``, ``"auto"``: float32 today, :func:`xraykit.inference.resolve_precision`) is that
+    ``"bf16-mixed"``, ``"auto"``: float32 today, :func:`xraykit.devices.resolve_precision`) is that
     of the prediction and the maps.
     """
     run = Run.open(run)
@@ -181,7 +182,7 @@ def explain_score(
     if limit is not None and limit < 1:
         raise XrayError("--limit must be at least 1")
     run = Run.open(run)
-    where, test, k = _test_split(run, data, target)
+    where, test, k = test_split_of(run, data, target)
     if test.masks is None:
         raise XrayError(
             f"{where}: no lesion masks to score against (use 'synthetic', or a folder written by "
@@ -192,10 +193,10 @@ def explain_score(
         raise XrayError(f"{where}: no {target} test image with a lesion mask to score against")
     bb = run.backbone
     if methods is None:
-        methods = [name for name in plugins.list_explainers() if plugins.explainer(name).supports(bb)]
+        methods = [name for name in plugins.list_plugins("explainer") if plugins.explainer(name).supports(bb)]
     options = dict(options or {})
     for method in methods:
-        _check_supports(method, bb)
+        check_supports(method, bb)
     for method, opts in options.items():
         if method not in methods:
             raise XrayError(
@@ -207,7 +208,7 @@ def explain_score(
     images, masks = test.images[chosen], test.masks[chosen]
     probs = predict_proba(model, images, bb)
     summary = {
-        **_what_was_explained(run, where, which, target),
+        **what_was_explained(run, where, which, target),
         "images": len(chosen),
         "predicted_as_target": float((probs.argmax(1) == k).float().mean()),
         "chance": {"mask_area_fraction": float(scoring.area_fraction(masks).mean())},
@@ -264,120 +265,3 @@ def choose_cam_setting(
         "scores": scores,
         "images": len(images),
     }
-
-
-GALLERY_VARIANTS = ("cam", "cam:align=receptive-field", "guided-gradcam", "occlusion", "integrated-gradients")
-
-
-def explain_gallery(
-    run: RunLike,
-    data: DataLike = "synthetic",
-    *,
-    variants: Sequence[str] = GALLERY_VARIANTS,
-    per_kind: int = 1,
-    limit: Optional[int] = None,
-    out: Optional[Union[str, Path]] = None,
-    which: Optional[str] = None,
-    target: str = "PNEUMONIA",
-) -> dict[str, Any]:
-    """The same test images under each explainer variant, side by side; writes ``explain_gallery.png``
-    and ``explain_gallery.json``.
-
-    The images: for each class, ``per_kind`` the model gets right (the first ones) and ``per_kind``
-    it gets wrong (the most confident mistakes first), where the test split has them. Each map
-    explains the model's own prediction for that image. A variant is a method with its options
-    (``cam:align=receptive-field``, see :func:`xraykit.options.parse_variant`). Where the data has
-    lesion masks, each column is headed by the variant's pointing game and inside share on the
-    lesioned ``target`` test images (the first ``limit``): the scores :func:`explain_score` gives
-    the same variant, so a picture and its number can be read together.
-    """
-    if per_kind < 1:
-        raise XrayError("--per-kind must be at least 1")
-    if limit is not None and limit < 1:
-        raise XrayError("--limit must be at least 1")
-    run = Run.open(run)
-    parsed = [parse_variant(v) for v in variants]
-    if not parsed:
-        raise XrayError("no variants given")
-    bb = run.backbone
-    for method, opts in parsed:
-        _check_supports(method, bb)
-        check_explainer_options(method, opts)
-    where, test, k = _test_split(run, data, target)
-
-    model = run.load_model(which)
-    probs = predict_proba(model, test.images, bb)
-    preds = probs.argmax(1)
-    picks = _gallery_picks(test.labels, probs, per_kind)
-    images = test.images[picks]
-
-    masks = test.masks if test.masks is not None else torch.zeros(len(test), *test.images.shape[-2:], dtype=torch.bool)
-    scored = lesioned(test, k)[:limit]
-    rows: list[dict[str, Any]] = []
-    maps = []
-    for method, opts in parsed:
-        maps.append(explain_maps(model, bb, images, preds[picks], method, **opts).float())
-        score = {"pointing_game": None, "inside_share": None, "ideal": None}
-        if len(scored):
-            found = scoring.score_methods(
-                explain_maps, model, bb, test.images[scored], masks[scored], k, [method], {method: opts}
-            )[method]
-            score = {key: found[key] for key in score}
-        rows.append({"variant": variant_label(method, opts), **score})
-    shown = [
-        {
-            "index": int(i),
-            "path": test.paths[i] if test.paths else None,
-            "true": run.classes[int(test.labels[i])],
-            "predicted": run.classes[int(preds[i])],
-            "probability": float(probs[i, preds[i]]),
-            "correct": bool(test.labels[i] == preds[i]),
-        }
-        for i in picks.tolist()
-    ]
-    summary = {
-        **_what_was_explained(run, where, which, target),
-        "images_scored": len(scored),
-        "chance": float(scoring.area_fraction(masks[scored]).mean()) if len(scored) else None,
-        "variants": rows,
-        "images": shown,
-    }
-    out_dir = Path(out) if out is not None else run.path
-    headers = [
-        r["variant"].replace(":", "\n", 1).replace(",", "\n")
-        + ("" if r["pointing_game"] is None else f"\npointing game {r['pointing_game']:.2f}")
-        for r in rows
-    ]
-    captions = [
-        f"{'right' if s['correct'] else 'WRONG'}: true {s['true']}\npredicted {s['predicted']} ({s['probability']:.2f})"
-        for s in shown
-    ]
-    figures.attribution_gallery(
-        images,
-        torch.stack(maps) if len(picks) else torch.empty(len(rows), 0, *images.shape[-2:]),
-        captions,
-        headers,
-        out_dir / "explain_gallery.png",
-        masks=masks[picks],
-        suptitle=f"{run.path.name}: each map explains the predicted class"
-        + (
-            f"; pointing game on {len(scored)} lesioned {target} test images (chance {summary['chance']:.2f})"
-            if len(scored)
-            else ""
-        ),
-    )
-    write_json(out_dir / "explain_gallery.json", summary)
-    return summary
-
-
-def _gallery_picks(labels: torch.Tensor, probs: torch.Tensor, per_kind: int) -> torch.Tensor:
-    """Test indices: for each class, the first ``per_kind`` right, then the ``per_kind`` most confident wrong."""
-    preds = probs.argmax(1)
-    confidence = probs.max(1).values
-    picks = []
-    for c in range(probs.shape[1]):
-        right = ((labels == c) & (preds == c)).nonzero().flatten()
-        wrong = ((labels == c) & (preds != c)).nonzero().flatten()
-        wrong = wrong[confidence[wrong].argsort(descending=True, stable=True)]
-        picks += right[:per_kind].tolist() + wrong[:per_kind].tolist()
-    return torch.tensor(picks, dtype=torch.long)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import XrayError
+from .errors import XrayError, display_path
 
 
 def _umask() -> int:
@@ -35,7 +35,6 @@ def _umask() -> int:
 
 def _cannot_write(path: Path, exc: BaseException) -> XrayError:
     """One line for a write that failed: the path, and why (a full disk, no permission, a file in the way)."""
-    from .data.images import display_path
 
     if isinstance(exc, OSError):
         why = exc.strerror or type(exc).__name__

@@ -2,7 +2,7 @@
 
 ``fit`` is the whole story: build the optimizer over what the strategy left trainable,
 decide how images reach the model (as they are, augmented, or as the frozen backbone's
-features computed once: :func:`xraykit.inference.choose_inputs`), then for each epoch
+features computed once: :func:`xraykit.inputs.choose_inputs`), then for each epoch
 shuffle, step through mini-batches, measure the validation loss, and save a checkpoint.
 Everything else in this file is a helper it calls.
 """
@@ -21,8 +21,10 @@ from torch import nn
 
 from . import distributed
 from .config import TrainConfig
+from .devices import DeviceLike, Forward, to_device
 from .errors import XrayError
-from .inference import DeviceLike, Forward, choose_inputs, predict_logits, resolve_precision, set_train_mode, to_device
+from .inference import predict_logits
+from .inputs import choose_inputs, set_train_mode
 from .interfaces import Backbone, Strategy, XrayData
 from .io import save_torch, write_json
 from .weights import CHECKPOINT_FORMAT
@@ -56,13 +58,15 @@ def fit(
     :func:`xraykit.training.build_model`); ``device`` is where it trains.
     """
     callbacks = callbacks if callbacks is not None else Callbacks()
-    precision = config.record.precision or resolve_precision(config.precision, device)  # "": not trained yet
+    precision = config.record.precision  # config.precision resolved once, when the run was made (training.py)
     model.to(device)
-    if precision == "bf16-mixed":  # channels-last goes with bfloat16 (inference.accelerated)
+    if precision == "bf16-mixed":  # channels-last goes with bfloat16 (devices.accelerated)
         model.to(memory_format=torch.channels_last)
 
     # 1. The optimizer sees only what the strategy left trainable.
-    base_lr = strategy.lr if config.lr is None else config.lr
+    if config.lr is None:
+        raise ValueError("config.lr is unset: TrainConfig.with_task_defaults fills it when a run is made")
+    base_lr = config.lr
     optimizer = strategy.optimizer([p for p in model.parameters() if p.requires_grad], lr=base_lr)
     weight = class_weights(train.labels, config.num_classes).to(device) if config.class_weights == "auto" else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)

@@ -239,20 +239,15 @@ def dataset_source(location: str) -> DatasetSource:
     raise XrayError(f"{location}: no such folder, and no dataset plugin reads it (dataset sources: {known})")
 
 
-def list_backbones() -> list[str]:
-    return sorted(entries("backbone"))
+def list_plugins(kind: str) -> list[str]:
+    """The registered names of one ``kind``: ``"backbone"``, ``"strategy"``, ``"explainer"`` or ``"dataset"``.
 
-
-def list_strategies() -> list[str]:
-    return sorted(entries("strategy"))
-
-
-def list_explainers() -> list[str]:
-    return sorted(entries("explainer"))
-
-
-def list_datasets() -> list[str]:
-    return sorted(entries("dataset"))
+    >>> "resnet18" in list_plugins("backbone")
+    True
+    """
+    if kind not in KINDS:
+        raise XrayError(f"Unknown plugin kind '{kind}'. Known: {', '.join(KINDS)}")
+    return sorted(entries(kind))
 
 
 def create_backbone(name: str = "resnet18", num_classes: int = 2, weights: Optional[str] = None) -> nn.Module:

@@ -15,7 +15,8 @@ from torch import nn
 
 from .config import TrainConfig
 from .errors import XrayError
-from .inference import set_train_mode, to_input
+from .inference import to_input
+from .inputs import set_train_mode
 from .interfaces import Backbone, XrayData
 from .weights import fit_state_dict
 

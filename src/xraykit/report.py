@@ -1,15 +1,14 @@
-"""``report.md``: one page with both tasks' numbers and figures, for a class to read."""
+"""``report.md``: one page with both tasks' numbers and figures, for a class to read (rows: :mod:`xraykit.tables`)."""
 
 from __future__ import annotations
 
-import html
 import math
 import shlex
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .io import write_text
+from .tables import metric_rows, paired_sentence
 
 CREDIT = (
     "Real chest X-rays: Kermany, Zhang and Goldbaum (2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0."
@@ -39,91 +38,6 @@ def last_epoch_note(label: str, history: list[dict], select: str, run_path, data
     )
 
 
-def format_interval(
-    value: Optional[float], interval: Optional[tuple[float, float]] = None, percent: bool = True
-) -> str:
-    """``91.2% (88.9-93.3)``, ``0.951 (0.930-0.968)``, or ``n/a``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if percent:
-        text = f"{100 * value:.1f}%"
-        return text if interval is None else f"{text} ({100 * interval[0]:.1f}-{100 * interval[1]:.1f})"
-    text = f"{value:.3f}"
-    return text if interval is None else f"{text} ({interval[0]:.3f}-{interval[1]:.3f})"
-
-
-def percent(x: float | None) -> str:
-    """``0.625`` as ``62.5%``; a value that could not be computed as ``n/a``."""
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def with_interval(m: dict[str, Any], key: str, cls: str | None = None) -> str:
-    """``m[key]`` (or ``m[key][cls]``) with its 95% interval when ``m`` holds one: ``91.2% (88.9-93.3)``;
-    ROC AUC as ``0.951 (0.930-0.968)``."""
-    value = m[key] if cls is None else m[key][cls]
-    found = m.get("intervals", {}).get(key)
-    interval = found.get(cls) if isinstance(found, dict) and cls is not None else found
-    is_auc = key == "roc_auc"
-    if value is None:
-        return "n/a"
-    if interval is None:
-        return f"{value:.3f}" if is_auc else percent(value)
-    return format_interval(value, tuple(interval), percent=not is_auc)
-
-
-def html_table(rows: list[tuple[str, str]], caption: str = "") -> str:
-    """Two columns, name and value, as an HTML table: how a notebook shows a run or its metrics."""
-    body = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
-    )
-    title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{title}{body}</table>"
-
-
-class Metrics(dict):
-    """``evaluate``'s numbers: a plain ``dict`` (JSON as it is) that a notebook shows as a small table."""
-
-    def _repr_html_(self) -> str:
-        rows = [
-            ("accuracy", with_interval(self, "accuracy")),
-            ("balanced accuracy", with_interval(self, "balanced_accuracy")),
-        ]
-        rows += [(f"{c}", with_interval(self, "per_class_accuracy", c)) for c in self.get("per_class_accuracy", {})]
-        for key in ("sensitivity", "specificity", "roc_auc"):
-            if key in self:
-                rows.append((key.replace("roc_auc", "ROC AUC"), with_interval(self, key)))
-        if "majority_baseline" in self:
-            rows.append(("majority baseline", percent(self["majority_baseline"]["accuracy"])))
-        return html_table(rows, "In brackets: 95% intervals." if "intervals" in self else "")
-
-
-def _class_accuracy(m: dict[str, Any], c: str) -> str:
-    return with_interval(m, "per_class_accuracy", c)
-
-
-def paired_sentence(paired: dict[str, Any]) -> str:
-    """``Task 1.2 minus Task 1.1 in accuracy, on the same 160 test images: +1.8 points (95% interval ...``."""
-    diff, (lo, hi) = paired["difference"], paired["interval"]
-    p = paired["mcnemar_p"]
-    p_text = f"= {p:.2g}" if p >= 0.001 else "< 0.001"
-    a, b = paired["a"].split(":")[0], paired["b"].split(":")[0]
-    return (
-        f"{b} minus {a} in accuracy, on the same {paired['images']} test images: {100 * diff:+.1f} points "
-        f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f}); McNemar's exact p {p_text} "
-        f"({paired['only_b']} images right only by {b}, {paired['only_a']} only by {a})"
-    )
-
-
-def checkpoint_accuracy(o: Optional[dict[str, Any]]) -> str:
-    """The other checkpoint's test accuracy (``compare``'s ``other_checkpoint``) with its interval, or ``""``."""
-    return "" if not o else format_interval(o["accuracy"], tuple(o["interval"]))
-
-
-def _other_checkpoint(m: dict[str, Any]) -> str:
-    o = m.get("other_checkpoint")
-    return "" if not o else f"{checkpoint_accuracy(o)} ({o['epoch']})"
-
-
 def write_report(
     path: Path,
     title: str,
@@ -140,31 +54,8 @@ def write_report(
         lines += [f"> **Note.** {n}" for n in notes] + [""]
     lines += [f"Data: `{first['data']}`. {next(iter(runs.values())).record.validation}.", ""]
     lines += ["## Test results", "", "| | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
-    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("accuracy", lambda m: with_interval(m, "accuracy")),
-        ("balanced accuracy", lambda m: with_interval(m, "balanced_accuracy")),
-    ]
-    if "other_checkpoint" in first:
-        rows.append((f"accuracy, {first['other_checkpoint']['which']} checkpoint (epoch)", _other_checkpoint))
-    rows += [(f"accuracy on {c}", partial(_class_accuracy, c=c)) for c in classes]
-    if "sensitivity" in first:
-        rows += [
-            ("sensitivity", lambda m: with_interval(m, "sensitivity")),
-            ("specificity", lambda m: with_interval(m, "specificity")),
-            ("F1", lambda m: percent(m["f1"])),
-        ]
-    rows += [
-        ("ROC AUC", lambda m: with_interval(m, "roc_auc")),
-        (
-            "majority baseline",
-            lambda m: f"{percent(m['majority_baseline']['accuracy'])} (always {m['majority_baseline']['class']})",
-        ),
-        ("trainable / total parameters", lambda m: f"{m['trainable_parameters']:,} / {m['total_parameters']:,}"),
-        ("seconds per epoch", lambda m: f"{m['seconds_per_epoch']:.1f}"),
-        ("starting weights", lambda m: m["weights"]),
-    ]
-    for name, fmt in rows:
-        lines.append(f"| {name} | " + " | ".join(fmt(m) for m in results.values()) + " |")
+    for name, cells in metric_rows(list(results.values())):
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "intervals" in first:
         lines += [
             "",

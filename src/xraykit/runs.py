@@ -1,4 +1,5 @@
-"""A run folder: what one training run leaves behind, and how to open it again.
+"""A run folder: what one training run leaves behind, how it is claimed by exactly one run, and how to
+open it again.
 
 ```
 RUN/config.json          every choice of the run (enough to rerun it); under "record", what it began with
@@ -8,21 +9,28 @@ RUN/loss_curves.png
 RUN/checkpoints/last.pt  end of the last finished epoch (resume from here)
 RUN/checkpoints/best.pt  lowest validation loss so far
 RUN/metrics.json         after `xraykit evaluate`
+RUN/.xraykit-run         the claim: created by the one run that owns the folder, locked while it trains
 ```
+
+Two ``xraykit train`` into one ``--out`` at the same moment must not mix their files: the
+folder's marker file is created exclusively (``O_CREAT | O_EXCL``), so exactly one of them
+wins; a lock on it (released by the system when the process ends, even by ``kill -9``)
+keeps a second ``--resume`` from training the same run at once.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from torch import nn
 
 from . import plugins
 from .config import RunRecord, TrainConfig
 from .data.loading import choose_validation, load_data
-from .errors import XrayError
+from .errors import XrayError, display_path
 from .inference import apply_normalization
 from .interfaces import Backbone, XrayData
 from .io import read_json
@@ -34,6 +42,7 @@ class Run:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._data: Optional[dict[str, XrayData]] = None  # the run's data when the caller has it loaded
         config_file = self.path / "config.json"
         if not config_file.is_file():
             raise XrayError(f"{self.path}: not a run folder (no config.json); train one with `xraykit train`")
@@ -54,7 +63,7 @@ class Run:
 
     def _repr_html_(self) -> str:
         """A notebook shows a run as a small table: what it was, and where its last epoch ended."""
-        from .report import html_table
+        from .tables import html_table
 
         c, history = self.config, self.history
         rows = [("folder", str(self.path)), ("task", c.task), ("backbone", c.backbone), ("recipe", c.recipe)]
@@ -128,13 +137,24 @@ class Run:
         ``skip_bad`` defaults to what the run did. An :class:`XrayError` says why they cannot be
         had (a run trained on data loaded in Python, a data folder since moved).
         """
-        if self.config.data == "in-memory":
-            raise XrayError(f"{self.path} was trained on data loaded in Python, so its images cannot be loaded again")
-        if skip_bad is None:
-            skip_bad = self.record.skip_bad or bool(self.record.skipped_files)
-        splits = load_data(self.config.data, self.config.image_size, skip_bad=skip_bad)
+        splits = self._data
+        if splits is None:
+            if self.config.data == "in-memory":
+                raise XrayError(
+                    f"{self.path} was trained on data loaded in Python, so its images cannot be loaded again"
+                )
+            if skip_bad is None:
+                skip_bad = self.record.skip_bad or bool(self.record.skipped_files)
+            splits = load_data(self.config.data, self.config.image_size, skip_bad=skip_bad)
         train, val, _ = choose_validation(splits, self.config.val_from_train, self.config.seed)
         return train, val
+
+    def with_data(self, splits: dict[str, XrayData]) -> Run:
+        """This run, told that ``splits`` is the data it was trained on, already loaded: :meth:`train_and_val`
+        then carves its split from them instead of reading every image again (``compare`` trains and
+        evaluates on one load)."""
+        self._data = splits
+        return self
 
     def load_model(self, which: str | None = None) -> nn.Module:
         """The trained network, on the CPU, in eval mode."""
@@ -146,3 +166,91 @@ class Run:
 
 
 RunLike = Union[str, Path, Run]
+
+
+# ----------------------------------------------------------------------------- claimed, locked, released
+
+RUN_MARKER = ".xraykit-run"  # created exclusively by the run that owns the folder; locked while it trains
+_HELD: dict[str, int] = {}  # run folder -> open file descriptor of its locked marker, for this process's lifetime
+
+
+def check_out(run_dir: Path) -> None:
+    """Refuse an ``--out`` that cannot become this run's folder: a file, under a file, or another run's."""
+
+    for parent in [run_dir, *run_dir.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise XrayError(f"{display_path(run_dir)}: cannot be a run folder ({display_path(parent)} is a file)")
+            break
+    if (run_dir / "config.json").exists() or (run_dir / RUN_MARKER).exists():
+        raise XrayError(
+            f"{display_path(run_dir)}: already holds a run; pick another --out, or continue it with --resume {run_dir}"
+        )
+
+
+def claim_run_folder(run_dir: Path) -> None:
+    """Make ``run_dir`` this run's, or refuse: its marker file is created exclusively (``O_CREAT | O_EXCL``),
+    so of two runs started into one ``--out`` at the same moment exactly one wins."""
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / RUN_MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        if (run_dir / RUN_MARKER).exists():
+            raise XrayError(
+                f"{display_path(run_dir)}: already holds a run (or another `xraykit train` claimed it a moment "
+                "ago); pick another --out"
+            ) from None
+        raise XrayError(f"{display_path(run_dir)}: cannot be a run folder (a file is in the way)") from None
+    except OSError as exc:
+        raise XrayError(f"{display_path(run_dir)}: cannot create the run folder ({exc.strerror})") from None
+    if (run_dir / "config.json").exists():  # a run from before markers existed
+        os.close(fd)
+        os.unlink(run_dir / RUN_MARKER)
+        raise XrayError(f"{display_path(run_dir)}: already holds a run; pick another --out")
+    _lock(run_dir, fd)
+
+
+def hold_run_folder(run_dir: Path) -> None:
+    """Lock a run folder being resumed, so that two ``--resume`` of one run cannot train it at once."""
+
+    try:
+        fd = os.open(run_dir / RUN_MARKER, os.O_CREAT | os.O_WRONLY, 0o666)
+    except OSError as exc:
+        raise XrayError(f"{display_path(run_dir)}: cannot write into the run folder ({exc.strerror})") from None
+    _lock(run_dir, fd)
+
+
+def _lock(run_dir: Path, fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: the exclusive creation is the claim
+        _HELD[str(run_dir)] = fd
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the system when the process ends, even by kill -9
+    except OSError:
+        os.close(fd)
+        raise XrayError(f"{run_dir}: another xraykit process is training this run right now") from None
+    _HELD[str(run_dir)] = fd
+
+
+def unlock(run_dir: Path) -> None:
+    fd = _HELD.pop(str(run_dir), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases its lock
+
+
+def release_run_folder(run_dir: Path) -> None:
+    """Undo :func:`claim_run_folder` for a run that failed before its first checkpoint: its files, then the folder
+    if it is left empty, so that the same command can run again."""
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        return
+    for name in ("config.json", "log.txt", "history.json", RUN_MARKER):
+        (run_dir / name).unlink(missing_ok=True)
+    unlock(run_dir)
+    for folder in (run_dir / "checkpoints", run_dir):
+        try:
+            folder.rmdir()  # only if empty: never a file the user put there
+        except OSError:
+            pass

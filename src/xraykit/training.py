@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 from datetime import datetime
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from rich.markup import escape
@@ -20,14 +20,14 @@ from . import distributed, figures, plugins, progress
 from .config import RunRecord, TrainConfig
 from .data import loading
 from .data.loading import DataLike, choose_validation, describe, load_data
+from .devices import resolve_device, resolve_precision
 from .errors import XrayError
-from .inference import apply_normalization, resolve_device, resolve_precision
+from .inference import apply_normalization
 from .interfaces import Backbone, Strategy, XrayData
 from .io import write_json, write_text
 from .loop import Callbacks, fit
 from .preflight import check_checkpoint, check_device, check_fits, check_train_split, check_trains
-from .run_folder import check_out, claim_run_folder, hold_run_folder, release_run_folder, unlock
-from .runs import Run, RunLike
+from .runs import Run, RunLike, check_out, claim_run_folder, hold_run_folder, release_run_folder, unlock
 from .weights import load_weights
 
 
@@ -35,71 +35,31 @@ def train(
     data: DataLike = "synthetic",
     task: str = "scratch",
     *,
-    backbone: str = "resnet18",
-    weights: Optional[str] = None,
-    epochs: int = 10,
-    lr: Optional[float] = None,
-    batch_size: int = 32,
-    image_size: int = 224,
-    seed: int = 0,
-    device: str = "auto",
-    recipe: str = "report",
     out: Optional[Union[str, Path]] = None,
-    val_from_train: Optional[float] = None,
-    class_weights: Optional[str] = None,
-    balanced_sampler: Optional[bool] = None,
-    augment: Union[str, bool, None] = None,
-    normalize: Optional[str] = None,
-    label_smoothing: Optional[float] = None,
-    schedule: Optional[str] = None,
-    select: Optional[str] = None,
-    feature_cache: bool = True,
-    precision: Union[str, int] = "auto",
-    compile: bool = False,
     skip_bad: bool = False,
     quiet: bool = False,
     callbacks: Optional[Callbacks] = None,
     data_name: Optional[str] = None,
+    **options: Any,
 ) -> Run:
     """Train ``task`` (``scratch`` or ``finetune``, each implemented by the strategy of that name) on ``data``.
 
-    Defaults are the report's recipe: ResNet-18, ``fc`` -> 2 classes, Adam, batch 32,
-    10 epochs, lr and starting weights from the strategy. ``recipe="strong"`` adds strong
-    augmentation, each image histogram-equalised, class weights with label smoothing and a cosine
-    schedule (see :data:`xraykit.config.RECIPES`); any keyword given explicitly wins over the
-    recipe. ``data_name``, when ``data`` is already loaded, says where it came from
-    (``synthetic:n=640,seed=0``, a folder), so that ``config.json`` records it and ``--resume``
-    can load it again. ``precision`` is ``"32"`` (float32), ``"bf16-mixed"`` (bfloat16 autocast) or
-    ``"auto"`` (:func:`xraykit.inference.resolve_precision`: float32 until bfloat16 is measured to learn
-    as well); what it resolved to is ``run.record.precision``. ``compile`` runs the training passes
-    through ``torch.compile``.
-    Returns the run.
+    ``options`` are the fields of :class:`~xraykit.TrainConfig`, each declared there once with its
+    default and its meaning (``epochs=3``, ``image_size=64``, ``recipe="strong"``, ...): the same
+    options as ``xraykit train --help``. Defaults are the report's recipe: ResNet-18, ``fc`` -> 2
+    classes, Adam, batch 32, 10 epochs, lr and starting weights from the strategy. A recipe
+    (:data:`xraykit.config.RECIPES`) sets the options marked as its own; any given explicitly wins.
+    ``out`` is the run folder (default ``runs/TASK-TIMESTAMP``); ``skip_bad`` warns about unreadable
+    images and trains on the rest; ``data_name``, when ``data`` is already loaded, says where it came
+    from (``synthetic:n=640,seed=0``, a folder), so that ``config.json`` records it and ``--resume`` can
+    load it again. Returns the run; what ``precision`` resolved to is ``run.record.precision``.
+
+    >>> run = xraykit.train("sample", "scratch", epochs=3, image_size=64, out="runs/doc")  # doctest: +SKIP
     """
-    strategy, bb = plugins.strategy(task), plugins.backbone(backbone)
-    config = TrainConfig.for_recipe(
-        recipe,
-        data=_recorded_name(data, data_name),
-        task=task,
-        backbone=backbone,
-        weights=weights if weights is not None else strategy.weights,
-        epochs=epochs,
-        lr=lr if lr is not None else strategy.lr,
-        batch_size=batch_size,
-        image_size=image_size,
-        seed=seed,
-        device=device,
-        feature_cache=feature_cache,
-        precision=precision,
-        compile=compile,
-        val_from_train=val_from_train,
-        class_weights=class_weights,
-        balanced_sampler=balanced_sampler,
-        augment=augment,
-        normalize=normalize,
-        label_smoothing=label_smoothing,
-        schedule=schedule,
-        select=select,
-    )
+    recipe = options.pop("recipe", "report")
+    config = TrainConfig.for_recipe(recipe, data=_recorded_name(data, data_name), task=task, **options)
+    strategy, bb = plugins.strategy(config.task), plugins.backbone(config.backbone)
+    config = config.with_task_defaults(strategy.weights, strategy.lr)  # the numbers config.json records
     check_device(config.device)
     precision_used = resolve_precision(config.precision, resolve_device(config.device))  # refused before loading
     if out is not None:
@@ -174,7 +134,7 @@ def resume(
     run = Run.open(run)
     config = run.config if epochs is None else run.config.replace(epochs=epochs)
     check_device(config.device)
-    resolve_precision(config.record.precision or config.precision, resolve_device(config.device))  # still runs here
+    resolve_precision(config.record.precision, resolve_device(config.device))  # what it trained in still runs here
     if data is not None and not isinstance(data, dict) and config.data != "in-memory":
         if loading.data_name(data) != config.data:
             raise XrayError(

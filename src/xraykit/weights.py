@@ -199,15 +199,3 @@ def load_weights(
         state = backbone.adapt_state_dict(state)
     fit_state_dict(model, state, backbone, str(path), load_head)
     return f"weights from {path}"
-
-
-def check_weights(backbone_name: str, weights: Optional[str]) -> None:
-    """Load ``weights`` into a throwaway model of ``backbone_name``, or raise what training would raise.
-
-    ``compare`` calls it before training Task 1.1, so that ImageNet weights missing offline
-    (or a ``--weights`` file that does not fit) are found in seconds, not after minutes of training.
-    """
-    from . import plugins
-
-    backbone = plugins.backbone(backbone_name)
-    load_weights(backbone.build(2), backbone, weights)

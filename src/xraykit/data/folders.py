@@ -16,10 +16,10 @@ from typing import Callable, Optional
 
 import torch
 
-from ..errors import ImageError, XrayError
+from ..errors import ImageError, XrayError, display_path
 from ..interfaces import XrayData
 from .cache import load_image_cached
-from .images import display_path, is_image_file, load_image
+from .images import is_image_file, load_image
 
 SPLITS = ("train", "val", "test")
 

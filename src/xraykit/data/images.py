@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ..errors import ImageError
+from ..errors import ImageError, display_path
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 # Chest X-rays are at most a few thousand pixels a side; 8,000 x 8,000 leaves ample room
@@ -38,21 +38,6 @@ _OPEN_LOCK = threading.Lock()
 def is_image_file(path: Path) -> bool:
     """An image by name, not hidden (``.DS_Store``, macOS ``._x.jpeg`` resource forks)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-def display_path(path: str | os.PathLike) -> str:
-    r"""``path`` as text any terminal can print: bytes of a non-UTF-8 name appear as ``\xff``.
-
-    Linux file names are bytes; Python keeps undecodable ones as lone surrogates, which
-    crash ``print`` on a UTF-8 terminal. Control characters (a newline, a tab, an escape)
-    appear as ``\n``, ``\t``, ``\x1b``: a name holding one must not break a one-line message
-    in two, or drive the terminal. Every message about a file shows it this way.
-    """
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text) if _CONTROL.search(text) else text
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _file_problem(path: Path) -> Optional[str]:

@@ -183,9 +183,8 @@ def synth(out: Union[str, Path], n: int = 200, size: int = 224, seed: int = 0, l
     """
     from PIL import Image
 
-    from ..errors import XrayError
+    from ..errors import XrayError, display_path
     from ..io import atomic_path
-    from .images import display_path
 
     check_options(n, size, seed, lesion_contrast, low=4)
     out = Path(out)

@@ -7,7 +7,7 @@ import functools
 import json
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 import typer
 from rich.console import Console
@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import XrayError
-from .report import checkpoint_accuracy, paired_sentence, percent, with_interval
+from .tables import INTERVALS_NOTE, metric_rows, paired_sentence, percent
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -61,35 +61,21 @@ def train_summary(run: Run, resumed: bool) -> list[str]:
     return lines
 
 
+def metrics_table(columns: dict[str, dict[str, Any]], title: Optional[str] = None) -> Table:
+    """One column of numbers per metrics dict (a task, a checkpoint, an adaptation), one row per metric
+    (:data:`xraykit.tables.ROWS`): how ``evaluate`` and ``compare`` print their results."""
+    table = Table(title=title, caption=INTERVALS_NOTE if "intervals" in next(iter(columns.values())) else None)
+    table.add_column("metric")
+    for label in columns:
+        table.add_column(escape(label), justify="right")
+    for label, cells in metric_rows(list(columns.values())):
+        table.add_row(escape(label), *(escape(c) for c in cells))
+    return table
+
+
 def results_table(summary: dict[str, Any]) -> Table:
     """``compare``'s and ``demo``'s test results, one column per task; 95% intervals in brackets."""
-    tasks = summary["tasks"]
-    first = next(iter(tasks.values()))
-    caption = "In brackets: 95% intervals." if "intervals" in first else None
-    table = Table(title="Test results", caption=caption)
-    table.add_column("metric")
-    for label in tasks:
-        table.add_column(label, justify="right")
-    rows = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy")]
-    rows += [("sensitivity", "sensitivity"), ("specificity", "specificity")] if "sensitivity" in first else []
-    for name, key in rows:
-        table.add_row(name, *(with_interval(m, key) for m in tasks.values()))
-    others = [m.get("other_checkpoint") for m in tasks.values()]
-    if any(others):  # the checkpoint the recipe did not choose, so that a bad last epoch reads as one
-        kind = "best-val" if next(o["which"] for o in others if o) == "best" else "last"
-        table.add_row(f"accuracy, {kind} checkpoint", *(checkpoint_accuracy(o) for o in others))
-        table.add_row(f"  its epoch ({kind})", *("" if o is None else str(o["epoch"]) for o in others))
-    for c in first["classes"]:
-        table.add_row(
-            f"accuracy on {c}",
-            *(with_interval(m, "per_class_accuracy", c) for m in tasks.values()),
-        )
-    if "intervals" in first:
-        table.add_row("ROC AUC", *(with_interval(m, "roc_auc") for m in tasks.values()))
-    table.add_row("majority baseline", *(percent(m["majority_baseline"]["accuracy"]) for m in tasks.values()))
-    table.add_row("trainable params", *(f"{m['trainable_parameters']:,}" for m in tasks.values()))
-    table.add_row("s / epoch", *(f"{m['seconds_per_epoch']:.1f}" for m in tasks.values()))
-    return table
+    return metrics_table(summary["tasks"], title="Test results")
 
 
 def paired_line(summary: dict[str, Any]) -> str | None:
@@ -98,59 +84,45 @@ def paired_line(summary: dict[str, Any]) -> str | None:
     return None if not paired else paired_sentence(paired)
 
 
-def metrics_lines(m: dict[str, Any]) -> list[str]:
-    """``evaluate``'s numbers: first how far the test images are from the training ones (when the data is
-    not the run's own), then accuracy against the baseline, then, for two classes, sensitivity,
-    specificity and ROC AUC (``n/a`` when the test split lacks a class), each with its 95% interval when
-    ``m`` has them; then the threshold, the calibration and any label-free adaptation."""
-    lines = shift_lines(m["shift"]) if "shift" in m else []
-    lines += _number_lines(m)
-    if "intervals" in m:
-        lines.append(
-            "In brackets: 95% intervals (exact binomial; a bootstrap over test images for balanced accuracy and AUC)."
-        )
+ADAPTED = {"adabn": "after AdaBN", "prior": "after prior adjustment"}
+
+
+def evaluate_view(m: dict[str, Any]) -> list[Union[str, Table]]:
+    """What ``evaluate`` prints: first how far the test images are from the training ones (when the data is
+    not the run's own), then the metrics table (a column per label-free adaptation asked for, beside the
+    plain numbers), then the threshold and the calibration."""
+    lines: list[Union[str, Table]] = list(shift_lines(m["shift"])) if "shift" in m else []
+    columns = {"test images": m, **{ADAPTED[name]: numbers for name, numbers in m.get("adapted", {}).items()}}
+    lines.append(metrics_table(columns))
     rule = m.get("threshold_rule")
     if rule not in (None, "fixed") or (m.get("threshold") not in (None, 0.5)):
         where = m.get("threshold_chosen_on")
         chosen = f", chosen by '{rule}' on {where}" if where else ""
-        lines.append(f"threshold: {m['positive_class']} when its probability >= {m['threshold']:.3f}{chosen}")
+        lines.append(escape(f"threshold: {m['positive_class']} when its probability >= {m['threshold']:.3f}{chosen}"))
     calibration = m.get("calibration")
     if calibration and "temperature" in calibration:
         before, after = calibration["ece_before"], calibration["ece_after"]
         ece = "n/a" if before is None or after is None else f"{before:.3f} -> {after:.3f}"
         lines.append(
-            f"calibration: temperature {calibration['temperature']:.2f} fitted on {calibration['fitted_on']}; "
-            f"expected calibration error on the test images {ece} (reliability.png)"
+            escape(
+                f"calibration: temperature {calibration['temperature']:.2f} fitted on {calibration['fitted_on']}; "
+                f"expected calibration error on the test images {ece} (reliability.png)"
+            )
         )
     elif calibration and "note" in calibration:
-        lines.append(calibration["note"])
-    for name, adapted in m.get("adapted", {}).items():
-        if name == "prior":
-            pos = m.get("positive_class") or list(adapted["estimated_prior"])[-1]
-            est, assumed = adapted["estimated_prior"][pos], adapted["model_prior"][pos]
-            title = (
-                f"After prior adjustment (label-free; {pos} share estimated {percent(est)}, "
-                f"the model assumed {percent(assumed)}):"
-            )
-        else:
-            title = "After AdaBN (label-free; BatchNorm statistics of the test images):"
-        lines.append(title + " " + "; ".join(_number_lines(adapted)))
-    return lines
-
-
-def _number_lines(m: dict[str, Any]) -> list[str]:
-    per_class = ", ".join(f"{c} {with_interval(m, 'per_class_accuracy', c)}" for c in m["per_class_accuracy"])
-    lines = [
-        f"accuracy {with_interval(m, 'accuracy')} "
-        f"(majority baseline {percent(m['majority_baseline']['accuracy'])}), "
-        f"balanced {with_interval(m, 'balanced_accuracy')}; per class: {per_class}"
-    ]
-    if "sensitivity" in m:
+        lines.append(escape(calibration["note"]))
+    prior = m.get("adapted", {}).get("prior")
+    if prior:
+        pos = m.get("positive_class") or list(prior["estimated_prior"])[-1]
+        est, assumed = prior["estimated_prior"][pos], prior["model_prior"][pos]
         lines.append(
-            f"sensitivity {with_interval(m, 'sensitivity')}, "
-            f"specificity {with_interval(m, 'specificity')}, "
-            f"ROC AUC {with_interval(m, 'roc_auc')}"
+            escape(
+                f"prior adjustment (label-free): {pos} share of the test images estimated {percent(est)}, "
+                f"the model assumed {percent(assumed)}"
+            )
         )
+    if "adabn" in m.get("adapted", {}):
+        lines.append("AdaBN (label-free): BatchNorm statistics recomputed on the test images.")
     return lines
 
 
@@ -259,22 +231,6 @@ def print_plugins() -> None:
         for f in failed:  # a reason is an exception's text: print it as it is, never as rich markup
             ft.add_row(escape(f.plugin), escape(f.reason))
         console.print(ft)
-
-
-def refuse_options_with_resume(ctx: typer.Context, resume: Path) -> None:
-    """A resumed run keeps its own settings, or it would no longer be one run: any option given but
-    ``--epochs`` is refused by name."""
-    given = [
-        "--" + name.replace("_", "-")
-        for name in ctx.params
-        if name not in ("resume", "epochs", "quiet", "data")
-        and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
-    ]
-    if given:
-        raise XrayError(
-            f"--resume {resume} continues the run with its own settings; {', '.join(given)} cannot change them "
-            "(only --epochs can); start a new run to train with other settings"
-        )
 
 
 def prepare_process() -> None:
