@@ -7,7 +7,9 @@ A page holds a marker comment and the build replaces it:
 - ``<!-- xraykit:hooks-reference -->``: every hook in ``xraykit/hookspecs.py``, with its
   exact signature and docstring;
 - ``<!-- xraykit:train-options -->``: every training option, a table made from the fields of
-  ``TrainConfig`` (its one declaration: default, choices, meaning).
+  ``TrainConfig`` (its one declaration: default, choices, meaning);
+- ``<!-- xraykit:teaching-results -->``: the teaching guide's expected results and minutes, read from
+  ``benchmarks/results/teaching.json`` (written by ``scripts/measure_teaching_ranges.py``).
 
 ``mkdocs.yml`` loads this file under ``hooks:``; ``tests/test_docs.py`` calls the same
 functions, so a command or a hook missing from the docs fails the test suite.
@@ -29,6 +31,20 @@ import docs_pages  # noqa: E402  (the tutorial pages' blocks and notebooks)
 CLI_MARKER = "<!-- xraykit:cli-reference -->"
 HOOKS_MARKER = "<!-- xraykit:hooks-reference -->"
 OPTIONS_MARKER = "<!-- xraykit:train-options -->"
+TEACHING_MARKER = "<!-- xraykit:teaching-results -->"
+TEACHING_RESULTS = docs_pages.ROOT / "benchmarks" / "results" / "teaching.json"
+# exercise in measure_teaching_ranges.py -> its number in the teaching guide
+EXERCISES = {
+    "demo": "1. demo",
+    "overfit": "2. over-fitting",
+    "underfit": "3. under-fitting",
+    "counting": "4. counting",
+    "transfer": "5. transfer",
+    "contrast": "6. contrast",
+    "explanations": "7. explanations",
+    "backbones": "8. small against large",
+    "mycnn": "9. your backbone",
+}
 
 # Typer reads TYPER_USE_RICH when it is imported, so the help is rendered in a fresh process:
 # plain text at a fixed width, what `xraykit COMMAND --help` prints in an 80-column terminal.
@@ -132,7 +148,11 @@ def train_options_reference() -> str:
         if meta["recipe"]:
             default = ", ".join(f"{recipe}: `{_value(values[name])}`" for recipe, values in RECIPES.items())
         else:
-            default = "the task's" if fields[name].default is None and meta["per_task"] else f"`{_value(fields[name].default)}`"
+            default = (
+                "the task's"
+                if fields[name].default is None and meta["per_task"]
+                else f"`{_value(fields[name].default)}`"
+            )
         choices = f" One of: {', '.join(f'`{c}`' for c in meta['choices'])}." if meta["choices"] else ""
         shared = "" if meta["per_task"] else " (`compare` too)"
         help_text = meta["help"].replace("|", "\\|")
@@ -144,6 +164,51 @@ def _value(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def teaching_results() -> str:
+    """Markdown: one row per measured number of each exercise, smallest to largest over the seeds."""
+    raw = json.loads(TEACHING_RESULTS.read_text(encoding="utf-8"))
+    lines = [
+        f"Measured on {raw['machine']}.",
+        "",
+        "| exercise | measured | smallest to largest | minutes per seed |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, label in EXERCISES.items():
+        numbers = raw[name]
+        minutes = numbers["minutes per seed"]
+        first = True
+        for key, values in numbers.items():
+            if key == "minutes per seed":
+                continue
+            span = f"{_measured(key, min(values))} to {_measured(key, max(values))}"
+            if min(values) == max(values):
+                span = f"{_measured(key, values[0])} (every seed)"
+            time = _minutes(minutes) if first else ""
+            lines.append(f"| {label if first else ''} | {key} | {span} | {time} |")
+            first = False
+    return "\n".join(lines)
+
+
+def _measured(key: str, value: float) -> str:
+    if "epoch of" in key or key in ("trainable", "total"):
+        return f"{value:,.0f}"
+    if "loss" in key:
+        return f"{value:.2f}"
+    if any(word in key for word in ("accuracy", "called", "baseline")):
+        return f"{100 * value:.1f}%"
+    if "s/epoch" in key:
+        return f"{value:.2f} s"
+    return f"{value:.3f}"
+
+
+def _minutes(values: list[float]) -> str:
+    """Minutes per seed as a person reads them: seconds under a minute, one decimal above."""
+    low, high = min(values), max(values)
+    if high < 1:
+        return f"{60 * low:.0f} to {60 * high:.0f} s" if round(60 * low) != round(60 * high) else f"{60 * low:.0f} s"
+    return f"{low:.1f} to {high:.1f} min" if round(low, 1) != round(high, 1) else f"{low:.1f} min"
+
+
 def render(markdown: str) -> str:
     """Replace the markers in one page's Markdown by the generated reference."""
     if CLI_MARKER in markdown:
@@ -152,17 +217,20 @@ def render(markdown: str) -> str:
         markdown = markdown.replace(HOOKS_MARKER, hooks_reference())
     if OPTIONS_MARKER in markdown:
         markdown = markdown.replace(OPTIONS_MARKER, train_options_reference())
+    if TEACHING_MARKER in markdown:
+        markdown = markdown.replace(TEACHING_MARKER, teaching_results())
     return markdown
 
 
 def with_outputs(markdown: str, page: str) -> str:
-    """``markdown`` with, under each block that printed, its output from the page's executed notebook.
+    """``markdown`` with, under each block, what it printed and drew in the page's executed notebook, and
+    each ``{{ name }}`` of the prose replaced by the value read from those outputs.
 
     A block whose code differs from its notebook cell (the page edited since the notebook was run)
     shows no output: ``tests/test_docs.py`` fails until ``scripts/docs_pages.py --execute`` runs again.
     """
     path = docs_pages.notebook_path(page)
-    if page not in docs_pages.TUTORIALS or not path.is_file():
+    if page not in docs_pages.NOTEBOOK_PAGES or not path.is_file():
         return markdown
     book = json.loads(path.read_text(encoding="utf-8"))
     cells = {
@@ -175,28 +243,27 @@ def with_outputs(markdown: str, page: str) -> str:
         block, cell = found[index], cells.get(index)
         if cell is None or "".join(cell["source"]) != docs_pages.cell_source(block):
             continue
+        output = ""
         shown = docs_pages.shown_output(cell)
         if shown:
             fence = "````" if "```" in shown else "```"
-            output = f'\n\n{fence}text title="Output"\n{shown}\n{fence}'
-            markdown = markdown[: block.end] + output + markdown[block.end :]
-    if book["metadata"].get("xraykit", {}).get("imagenet") == "stand-in" and page in docs_pages.IMAGENET_PAGES:
-        title, _, rest = markdown.partition("\n")
-        note = (
-            '!!! note "The outputs on this page"\n    They were made offline, with a stand-in for the ImageNet '
-            "file (ResNet-18's format, random weights): the mechanics are real, Task 1.2's accuracy is not "
-            "ImageNet's. With the real file, the same commands print the same lines with other numbers."
-        )
-        markdown = f"{title}\n\n{note}\n{rest}"
-    return markdown
+            output += f'\n\n{fence}{{ .text .xraykit-output title="Output" }}\n{shown}\n{fence}'
+        for table in docs_pages.tables(cell):
+            output += f'\n\n<div class="xraykit-output" markdown="0">{" ".join(table.split())}</div>'
+        for picture in docs_pages.pictures(cell):
+            output += f"\n\n![A figure drawn by the code above](data:image/png;base64,{picture})"
+        markdown = markdown[: block.end] + output + markdown[block.end :]
+    values = docs_pages.values_of(page, book, strict=False)
+    return docs_pages._PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), markdown)
 
 
 def colab_badge(markdown: str, page: str) -> str:
-    """The tutorial's "Open in Colab" badge and notebook link, under its title."""
-    if page not in docs_pages.TUTORIALS:
+    """The page's "Open in Colab" badge and notebook link, under its title."""
+    if page not in docs_pages.NOTEBOOK_PAGES:
         return markdown
     title, _, rest = markdown.partition("\n")
-    link = f"[download the notebook](../notebooks/{os.path.basename(page)[:-3]}.ipynb)"
+    notebook = os.path.relpath(docs_pages.notebook_path(page), (docs_pages.DOCS / page).parent).replace(os.sep, "/")
+    link = f"[download the notebook]({notebook})"
     return f"{title}\n\n{docs_pages.badge(page)} or {link}: this page as a Jupyter notebook.\n{rest}"
 
 

@@ -19,6 +19,8 @@ notebooks are exactly what their pages make, so a page, its notebook and its sho
 from __future__ import annotations
 
 import argparse
+import ast
+import base64
 import contextlib
 import glob
 import io
@@ -29,13 +31,14 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 NOTEBOOKS = DOCS / "notebooks"
-REPOSITORY = "xraykit/xraykit"  # mkdocs.yml's repo_url
+REPOSITORY = re.search(r"^repo_url: https://github.com/(\S+?)/?$", (ROOT / "mkdocs.yml").read_text(), re.M).group(1)
 INSTALL = f'%pip install -q "xraykit @ git+https://github.com/{REPOSITORY}"'
 
 # page -> the folder it runs in; pages sharing a folder run in this order and build on each other
@@ -48,14 +51,22 @@ RUN_PAGES = {
     "tutorials/plugin.md": "plugin",
 }
 VENV_PAGES = {"tutorials/plugin.md"}
-IMAGENET_PAGES = {"tutorials/finetune.md", "tutorials/evaluate.md"}  # their outputs show Task 1.2 from ImageNet
 TUTORIALS = [page for page in RUN_PAGES if page.startswith("tutorials/")]
+NOTEBOOK_PAGES = ["quickstart.md", *TUTORIALS]  # each is also a notebook, its outputs shown on the site
+FIGURE_DPI = 80  # a figure shown in a notebook: readable on the page, small in the notebook file
 MAX_OUTPUT_LINES = 40  # a longer output is shown cut, with the number of lines left out
 
 _FENCE = re.compile(
     r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S
 )
 _NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>[^>]*?)\s*-->\s*$")
+# <!-- values: name="regex" ... --> after a block: each regex's first group, read from that block's output,
+# is {{ name }} in the prose; <!-- check: expression --> is a claim about those values that must hold.
+_VALUES = re.compile(r"<!--\s*values:(?P<pairs>.*?)-->", re.S)
+_PAIR = re.compile(r'(?P<name>\w+)\s*=\s*"(?P<regex>(?:[^"\\]|\\.)*)"')
+_CHECK = re.compile(r"<!--\s*(?P<kind>check|claim):\s*(?P<expression>.*?)\s*-->", re.S)
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+MAX_WIDTH = 84  # columns: a code line wider than this scrolls sideways on the site at 1280 px (outputs wrap)
 SHELL = re.compile(r"[|&;<>$`(){}]")
 
 
@@ -103,6 +114,75 @@ def commands(script: str) -> list[str]:
     return [
         line.split(" #")[0].strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")
     ]
+
+
+# ----------------------------------------------------------------------------- numbers read from outputs
+
+
+def value_specs(page: str) -> list[tuple[int, str, str]]:
+    """``(block, name, regex)`` for each ``<!-- values: name="regex" -->`` of ``page``: the value is the
+    regex's first group in the output of the block just above the marker."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    found = blocks(DOCS / page, text)
+    specs = []
+    for m in _VALUES.finditer(text):
+        above = [i for i, b in enumerate(found) if b.end <= m.start()]
+        if not above:
+            raise ValueError(f"{page}: a values marker above the first block")
+        specs += [(above[-1], pair["name"], pair["regex"].replace('\\"', '"')) for pair in _PAIR.finditer(m["pairs"])]
+    return specs
+
+
+def page_checks(page: str, kinds: tuple[str, ...] = ("check", "claim")) -> list[str]:
+    """The ``<!-- check: expression -->`` and ``<!-- claim: expression -->`` of ``page``, in terms of its
+    values (as numbers).
+
+    A check must hold wherever the page runs (a model that beats its baseline); a claim is what the
+    prose says of the outputs shown on the site, held against those outputs (a ranking that one
+    CPU's rounding could turn on another machine).
+    """
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return [m["expression"] for m in _CHECK.finditer(text) if m["kind"] in kinds]
+
+
+def values_of(page: str, nb: dict, strict: bool = True) -> dict[str, str]:
+    """Each value of ``page`` as its executed notebook ``nb`` printed it; a regex that finds nothing is an
+    error (``strict``) or left out."""
+    cells = {c["metadata"]["xraykit"]["block"]: c for c in nb["cells"] if "xraykit" in c.get("metadata", {})}
+    found = {}
+    for block, name, regex in value_specs(page):
+        m = re.search(regex, output_text(cells.get(block, {})), re.M)
+        if m is not None:
+            found[name] = m.group(1)
+        elif strict:
+            raise ValueError(f"{page}: value {name} ({regex!r}) is not in the output of block {block}")
+    return found
+
+
+def number(text: str) -> float | str:
+    """``"84.7%"`` as 84.7, ``"1,026"`` as 1026.0: a value as a check compares it (a word stays a word)."""
+    try:
+        return float(text.strip().rstrip("%").replace(",", ""))
+    except ValueError:
+        return text
+
+
+def failed_checks(page: str, nb: dict, kinds: tuple[str, ...] = ("check", "claim")) -> list[str]:
+    """The checks (and claims) of ``page`` that its outputs in ``nb`` do not satisfy: a page that trains
+    says its model beats its baseline, and this holds it to that."""
+    numbers = {name: number(value) for name, value in values_of(page, nb).items()}
+    allowed = {"__builtins__": {}, "abs": abs, "min": min, "max": max}
+    return [check for check in page_checks(page, kinds) if not eval(check, allowed, dict(numbers))]
+
+
+def fill_values(page: str, nb: dict) -> None:
+    """The ``{{ name }}`` of ``nb``'s prose replaced by the values its outputs hold (left as they are when
+    the notebook has not run)."""
+    found = values_of(page, nb, strict=False)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = _PLACEHOLDER.sub(lambda m: found.get(m.group(1), m.group(0)), "".join(cell["source"]))
+            cell["source"] = text.splitlines(keepends=True)
 
 
 # ----------------------------------------------------------------------------- page -> notebook
@@ -237,6 +317,33 @@ def write(nb: dict, path: Path) -> None:
 # ----------------------------------------------------------------------------- running cells
 
 
+def stream(text: str) -> dict:
+    return {"output_type": "stream", "name": "stdout", "text": text.splitlines(keepends=True)}
+
+
+def rich(obj: object, kind: str) -> dict:
+    """``obj`` as Jupyter shows it: a matplotlib figure or anything with ``_repr_png_`` as a PNG, anything with
+    ``_repr_html_`` as HTML, and always as text."""
+    from matplotlib.figure import Figure
+
+    data: dict = {"text/plain": repr(obj).splitlines(keepends=True)}
+    png = None
+    if isinstance(obj, Figure):
+        buffer = io.BytesIO()
+        obj.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
+        png = buffer.getvalue()
+    elif hasattr(obj, "_repr_png_"):
+        png = obj._repr_png_()
+    elif hasattr(obj, "_repr_html_"):
+        data["text/html"] = obj._repr_html_().splitlines(keepends=True)
+    if png is not None:
+        data["image/png"] = base64.b64encode(png).decode("ascii")
+    output = {"output_type": kind, "data": data, "metadata": {}}
+    if kind == "execute_result":
+        output["execution_count"] = None
+    return output
+
+
 class Session:
     """One reader's notebook: a current folder and a namespace that persist from cell to cell.
 
@@ -249,17 +356,18 @@ class Session:
         self.root = cwd.resolve()  # printed paths are shown relative to it, as a reader's would be
         self.namespace: dict = {"__name__": "__main__"}
 
-    def run(self, source: str, where: str) -> str:
-        """Run one code cell; what it printed."""
+    def run(self, source: str, where: str) -> list[dict]:
+        """Run one code cell; its outputs as a notebook stores them (printed text, pictures, a last value)."""
         if source.startswith("%%writefile "):
             first, _, body = source.partition("\n")
             path = self.cwd / first.split(maxsplit=1)[1]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(body + "\n", encoding="utf-8")
-            return f"Writing {first.split(maxsplit=1)[1]}\n"
+            return [stream(f"Writing {first.split(maxsplit=1)[1]}\n")]
         lines = source.splitlines()
         if lines and all(line.startswith(("!", "%cd ")) for line in lines):
-            return "".join(self._line(line, where) for line in lines)
+            text = "".join(self._line(line, where) for line in lines)
+            return [stream(text)] if text else []
         return self._python(source, where)
 
     def _line(self, line: str, where: str) -> str:
@@ -271,16 +379,41 @@ class Session:
             return self._xraykit(command, where)
         return self._bash(command, where)
 
-    def _python(self, source: str, where: str) -> str:
+    def _python(self, source: str, where: str) -> list[dict]:
+        """As Jupyter runs a cell: printed text, ``display(x)`` where it is called, and the value of a last
+        line that is an expression (a figure shows as its picture, a run or metrics as their table)."""
         os.chdir(self.cwd)
         sys.path.insert(0, str(self.cwd))
-        out = io.StringIO()
+        outputs: list[dict] = []
+        printed = io.StringIO()
+
+        def flush() -> None:
+            if printed.getvalue():
+                outputs.append(stream(printed.getvalue()))
+                printed.seek(0)
+                printed.truncate()
+
+        def display(*objects: object) -> None:
+            for obj in objects:
+                flush()
+                outputs.append(rich(obj, "display_data"))
+
+        self.namespace["display"] = display  # a Jupyter built-in
+        tree = ast.parse(source)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        value = None
         try:
-            with contextlib.redirect_stdout(out):
-                exec(compile(source, where, "exec"), self.namespace)
+            with contextlib.redirect_stdout(printed):
+                exec(compile(tree, where, "exec"), self.namespace)
+                if last is not None:
+                    expression = ast.fix_missing_locations(ast.Expression(last.value))
+                    value = eval(compile(expression, where, "eval"), self.namespace)
         finally:
             sys.path.remove(str(self.cwd))
-        return out.getvalue()
+        flush()
+        if value is not None:
+            outputs.append(rich(value, "execute_result"))
+        return outputs
 
     def _xraykit(self, command: str, where: str) -> str:
         from typer.testing import CliRunner
@@ -357,23 +490,62 @@ def session_for(page: str, cwd: Path, scratch: Path) -> Session:
 
 
 def run_notebook(nb: dict, session: Session) -> None:
-    """Every code cell in order (the install cell aside: xraykit is installed); outputs kept in ``nb``."""
+    """Every code cell in order (the install cell aside: xraykit is installed); outputs kept in ``nb``,
+    with the session's folder shown as ``.`` (as a reader's own folder would be)."""
     for count, cell in enumerate((c for c in nb["cells"] if c["cell_type"] == "code"), start=1):
         if "install" in cell["metadata"].get("tags", []):
             continue
         where = cell["metadata"].get("xraykit", {})
-        text = session.run("".join(cell["source"]), f"docs/{where.get('page', '?')}:{where.get('line', '?')}")
-        text = text.replace(f"{session.root}{os.sep}", "").replace(str(session.root), ".")
+        started = time.perf_counter()
+        outputs = session.run("".join(cell["source"]), f"docs/{where.get('page', '?')}:{where.get('line', '?')}")
+        if "xraykit" in cell["metadata"]:
+            cell["metadata"]["xraykit"]["seconds"] = round(time.perf_counter() - started, 1)
+        for output in outputs:
+            for key, lines in [("text", output.get("text")), *output.get("data", {}).items()]:
+                if isinstance(lines, list):
+                    root, home = str(session.root), str(Path.home())
+                    relative = [line.replace(root + os.sep, "").replace(root, ".").replace(home, "~") for line in lines]
+                    (output if key == "text" else output["data"])[key] = relative
+            if output["output_type"] == "execute_result":
+                output["execution_count"] = count
         cell["execution_count"] = count
-        cell["outputs"] = (
-            [{"output_type": "stream", "name": "stdout", "text": text.splitlines(keepends=True)}] if text else []
-        )
+        cell["outputs"] = outputs
+    nb["metadata"].setdefault("xraykit", {})["version"] = installed_version()
+
+
+def installed_version() -> str:
+    from xraykit import __version__
+
+    return __version__
+
+
+def output_text(cell: dict) -> str:
+    """What a cell printed, and the text of a last value that is neither a picture nor a table."""
+    parts = []
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":
+            parts.append("".join(o["text"]))
+        elif o.get("output_type") == "execute_result" and not {"image/png", "text/html"} & set(o["data"]):
+            parts.append("".join(o["data"]["text/plain"]) + "\n")
+    return "".join(parts)
+
+
+def pictures(cell: dict) -> list[str]:
+    """The cell's pictures, base64 PNGs, in order."""
+    return [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+
+
+def tables(cell: dict) -> list[str]:
+    """The cell's HTML outputs (a run, metrics), in order."""
+    return ["".join(o["data"]["text/html"]) for o in cell.get("outputs", []) if "text/html" in o.get("data", {})]
 
 
 def shown_output(cell: dict) -> str:
     """A cell's printed output as the page shows it: at most MAX_OUTPUT_LINES lines, trailing space trimmed."""
-    text = "".join("".join(o.get("text", [])) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-    lines = [line.rstrip() for line in text.rstrip().splitlines()]
+    text = output_text(cell)
+    lines = []
+    for line in text.rstrip().splitlines():  # a long line wraps, as a notebook shows it, instead of scrolling
+        lines += textwrap.wrap(line.rstrip(), MAX_WIDTH, subsequent_indent="  ", drop_whitespace=False) or [""]
     if len(lines) > MAX_OUTPUT_LINES:
         lines = lines[:MAX_OUTPUT_LINES] + [f"... ({len(lines) - MAX_OUTPUT_LINES} more lines)"]
     return "\n".join(lines)
@@ -391,30 +563,6 @@ def environment() -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "NO_COLOR": "1",
     }
-
-
-def imagenet_in_cache() -> bool:
-    import torch
-    import torchvision
-
-    name = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
-    return (Path(torch.hub.get_dir()) / "checkpoints" / name).is_file()
-
-
-def stand_in_imagenet(home: Path) -> Path:
-    """A torch home whose cache holds a stand-in for the ImageNet file: ResNet-18's format, random weights.
-
-    Offline, the pages still run; the site then says above their outputs that Task 1.2's numbers
-    come from this stand-in, not from ImageNet (``docs_hooks.py``).
-    """
-    import torch
-    import torchvision
-
-    name = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
-    (home / "hub" / "checkpoints").mkdir(parents=True)
-    torch.manual_seed(1234)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), home / "hub" / "checkpoints" / name)
-    return home
 
 
 def keep_outputs(nb: dict, path: Path) -> None:
@@ -435,8 +583,16 @@ def keep_outputs(nb: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--execute", action="store_true", help="run each notebook and keep its outputs")
+    ap.add_argument("--only", nargs="+", metavar="PAGE", help="with --execute: run only these pages")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        help="with --execute: run in this folder and keep it (a later --only continues a series there)",
+    )
     args = ap.parse_args()
-    books = {page: notebook(page) for page in TUTORIALS}
+    books = {page: notebook(page) for page in NOTEBOOK_PAGES}
+    ran: list[str] = []
+    failures: dict[str, list[str]] = {}
     if args.execute:
         import tempfile
 
@@ -444,23 +600,43 @@ def main() -> None:
 
         torch.set_num_threads(1)
         os.environ.update(environment())
-        folders: dict[str, Path] = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            if not imagenet_in_cache():
-                os.environ["TORCH_HOME"] = str(stand_in_imagenet(Path(tmp) / "torch"))
-                for nb in books.values():
-                    nb["metadata"]["xraykit"] = {"imagenet": "stand-in"}
-            for page, nb in books.items():
-                group = RUN_PAGES[page]
-                folders.setdefault(group, Path(tmp) / group)
-                folders[group].mkdir(exist_ok=True)
-                run_notebook(nb, session_for(page, folders[group], Path(tmp) / f"venv-{Path(page).stem}"))
-                print(f"ran {page}", flush=True)
+        with contextlib.ExitStack() as stack:
+            if args.workdir is None:
+                root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            else:
+                root = args.workdir.resolve()
+                root.mkdir(parents=True, exist_ok=True)
+            for page in args.only or NOTEBOOK_PAGES:
+                nb = books[page]
+                folder = root / RUN_PAGES[page]
+                folder.mkdir(exist_ok=True)
+                started = time.perf_counter()
+                run_notebook(nb, session_for(page, folder, root / f"venv-{Path(page).stem}"))
+                nb["metadata"]["xraykit"]["seconds"] = round(time.perf_counter() - started)
+                ran.append(page)
+                print(f"ran {page} in {nb['metadata']['xraykit']['seconds']} s", flush=True)
+                failed = failed_checks(page, nb) if not value_problems(page, nb) else value_problems(page, nb)
+                if failed:
+                    failures[page] = failed
     for page, nb in books.items():
-        if not args.execute:
+        if page not in ran:
             keep_outputs(nb, notebook_path(page))
+        fill_values(page, nb)
         write(nb, notebook_path(page))
         print(f"wrote {notebook_path(page).relative_to(ROOT)}")
+    for page, failed in failures.items():
+        print(f"{page}: its outputs fail: {failed}", file=sys.stderr)
+    if failures:
+        raise SystemExit(1)
+
+
+def value_problems(page: str, nb: dict) -> list[str]:
+    """The values of ``page`` its outputs do not give, as lines to print."""
+    try:
+        values_of(page, nb)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
 
 
 if __name__ == "__main__":

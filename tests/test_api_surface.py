@@ -66,3 +66,41 @@ def test_importing_xraykit_picks_no_matplotlib_backend():
     code = "import sys, xraykit, xraykit.cli; print('matplotlib.pyplot' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_every_public_function_documents_each_of_its_parameters():
+    """The reference renders a Parameters table from each docstring's Google-style ``Args:`` section: every
+    public function has one, with an entry for each parameter (``**options`` too) and none for a parameter
+    it does not take."""
+
+    def args_entries(doc: str) -> list[str] | None:
+        lines = doc.splitlines()
+        start = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+        if start is None:
+            return None
+        indent = len(lines[start]) - len(lines[start].lstrip())
+        entries, entry_indent = [], None
+        for line in lines[start + 1 :]:
+            if not line.strip():
+                continue
+            depth = len(line) - len(line.lstrip())
+            if depth <= indent:
+                break
+            if entry_indent is None:
+                entry_indent = depth
+            match = re.match(r"^\s+\*{0,2}(\w+)(\s*\(.*?\))?:", line)
+            if depth == entry_indent and match:
+                entries.append(match.group(1))
+        return entries
+
+    problems = []
+    for name in xraykit.__all__:
+        fn = getattr(xraykit, name)
+        if name == "hookimpl" or not inspect.isfunction(fn):
+            continue
+        entries = args_entries(inspect.getdoc(fn) or "")
+        params = [p for p in inspect.signature(fn).parameters if p != "self"]
+        where = "no Args: section" if entries is None else "not in its Args: section"
+        problems += [f"{name}({p}): {where}" for p in params if p not in (entries or [])]
+        problems += [f"{name}({e}): in its Args: section, not a parameter" for e in entries or [] if e not in params]
+    assert problems == [], "\n".join(problems)

@@ -125,10 +125,11 @@ def test_the_gallery_figure_has_the_image_and_one_map_per_variant_in_each_row(ro
     maps = torch.rand(variants, rows, 16, 16)
     headers = [f"v{j}\npointing game 0.5{j}" for j in range(variants)]
     fig = figures.attribution_gallery(images, maps, [f"image {i}" for i in range(rows)], headers, path=None)
-    axes = fig.get_axes()
+    *axes, bar = fig.get_axes()
     assert len(axes) == rows * (variants + 1)
     top = [ax.get_title() for ax in axes[: variants + 1]]
     assert top[1:] == headers
+    assert "maximum" in bar.get_xlabel()  # a colour bar says what the colours mean
 
 
 def test_the_cli_draws_a_gallery_and_prints_each_variants_score(tiny_run, tmp_path):

@@ -1,5 +1,6 @@
-"""``sample``: real chest X-rays shipped inside the package, so tutorials and demos can show real
-images offline (a few hundred of Kermany et al.'s training images, CC BY 4.0, patients kept together)."""
+"""``sample`` and ``sample:source``: real chest X-rays shipped inside the package, so tutorials can train,
+fine-tune and evaluate on real images offline (Kermany et al.'s training images, CC BY 4.0): a lesson
+set and a source set to pretrain on, no patient and no image in both."""
 
 import pytest
 from hypothesis import given, settings
@@ -22,9 +23,28 @@ def test_the_sample_has_three_splits_each_with_both_classes(sample):
     assert len(sample["train"]) > len(sample["val"]) > 0
 
 
-def test_no_patient_is_on_two_sides_of_the_sample(sample):
-    sides = [set(split.patients) for split in sample.values()]
-    assert all(not (a & b) for i, a in enumerate(sides) for b in sides[i + 1 :])
+@pytest.fixture(scope="module")
+def source():
+    return load_sample(64, "source")
+
+
+def test_no_patient_and_no_image_is_on_two_sides_of_the_sample_or_in_both_parts(sample, source):
+    sides = [*sample.values(), *source.values()]
+    patients = [set(split.patients) for split in sides]
+    assert all(not (a & b) for i, a in enumerate(patients) for b in patients[i + 1 :])
+    pixels = [{bytes(image.numpy()) for image in split.images} for split in sides]
+    assert all(not (a & b) for i, a in enumerate(pixels) for b in pixels[i + 1 :])
+
+
+def test_the_source_set_is_larger_than_the_lesson_set_and_has_no_test_split(sample, source):
+    assert set(source) == {"train", "val"} and source["train"].classes == sample["train"].classes
+    assert len(source["train"]) > 10 * len(sample["train"])
+    assert len(xraykit.load_data("sample:source", 32)["train"]) == len(source["train"])
+
+
+def test_an_unknown_part_of_the_sample_is_one_error_naming_the_parts():
+    with pytest.raises(xraykit.XrayError, match="sample:source"):
+        xraykit.load_data("sample:other", 32)
 
 
 def test_each_image_keeps_its_original_name_and_its_folder_says_its_class(sample):

@@ -4,6 +4,7 @@ import json
 
 import matplotlib.cbook
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -96,6 +97,27 @@ def test_larger_shifts_rank_above_smaller_ones_in_the_report(named_run, tmp_path
 def test_a_handful_of_validation_images_cannot_say_what_is_typical():
     from xraykit.shift_report import MIN_CALIBRATION_IMAGES, _feature_verdict
 
-    assert "too few" in _feature_verdict("these NORMAL images", 0.5, MIN_CALIBRATION_IMAGES - 1)
-    assert "not to hold" in _feature_verdict("these NORMAL images", 0.5, MIN_CALIBRATION_IMAGES)
-    assert "typical" in _feature_verdict("these NORMAL images", 0.05, MIN_CALIBRATION_IMAGES)
+    assert "too few" in _feature_verdict("these NORMAL images", 0.5, 100, MIN_CALIBRATION_IMAGES - 1)
+    assert "not to hold" in _feature_verdict("these NORMAL images", 0.5, 100, MIN_CALIBRATION_IMAGES)
+    assert "typical" in _feature_verdict("these NORMAL images", 0.05, 100, MIN_CALIBRATION_IMAGES)
+
+
+@given(st.integers(20, 400), st.integers(0, 10**6))
+def test_images_drawn_like_the_validation_images_are_rarely_called_unusual(n, seed):
+    """Among n images like the validation ones, each lies beyond the 95th percentile with probability 5%:
+    the verdict must not call chance a shift (at most 1% of such groups may be flagged)."""
+    from xraykit.shift_report import _feature_verdict
+
+    g = torch.Generator().manual_seed(seed)
+    flagged = 0
+    for _ in range(200):
+        unusual = int((torch.rand(n, generator=g) > 0.95).sum())
+        flagged += "not to hold" in _feature_verdict("these images", unusual / n, n, 100)
+    assert flagged <= 0.02 * 200
+
+
+@pytest.mark.parametrize("share, n", [(0.34, 80), (0.11, 160), (0.2, 40)])
+def test_an_excess_that_chance_cannot_explain_is_called_a_shift(share, n):
+    from xraykit.shift_report import _feature_verdict
+
+    assert "not to hold" in _feature_verdict("these images", share, n, 100)

@@ -1,4 +1,5 @@
-"""The two teaching strategies: "scratch" trains everything, "finetune" only the head.
+"""The teaching strategies: "scratch" trains everything, "finetune" only the head, "finetune-all" every layer
+of pretrained weights.
 
 A frozen backbone stays frozen: its parameters AND its BatchNorm running statistics are
 bit-identical after fine-tuning steps, checked for every registered backbone.
@@ -59,12 +60,14 @@ def is_head(key: str, backbone) -> bool:
     return key.startswith(backbone.head + ".")
 
 
-def test_scratch_and_finetune_have_the_documented_defaults():
+def test_the_teaching_strategies_have_the_documented_defaults():
     scratch, finetune = plugins.get("strategy", "scratch"), plugins.get("strategy", "finetune")
+    full = plugins.get("strategy", "finetune-all")
     assert (scratch.optimizer, scratch.lr, scratch.weights) == (torch.optim.Adam, 1e-3, None)
     assert (finetune.optimizer, finetune.lr, finetune.weights) == (torch.optim.Adam, 1e-4, "imagenet")
+    assert (full.optimizer, full.lr, full.weights) == (torch.optim.Adam, 1e-4, "imagenet")
     entries = plugins.entries("strategy")
-    assert entries["scratch"].plugin == entries["finetune"].plugin == "xraykit.builtin.strategies"
+    assert {entries[name].plugin for name in ("scratch", "finetune", "finetune-all")} == {"xraykit.builtin.strategies"}
 
 
 def test_finetune_leaves_only_the_head_trainable(backbone):
@@ -109,13 +112,13 @@ def test_plain_train_mode_would_let_frozen_batchnorm_statistics_drift():
 
 
 @settings(max_examples=3, phases=NO_SHRINK)
-@given(seed=st.integers(0, 2**16))
-def test_scratch_trains_every_parameter(backbone, seed):
+@given(seed=st.integers(0, 2**16), name=st.sampled_from(["scratch", "finetune-all"]))
+def test_scratch_and_full_fine_tuning_train_every_parameter(backbone, seed, name):
     torch.manual_seed(seed)
     model = backbone.build(2)
     before = dict(model.named_parameters())
     before = {k: v.detach().clone() for k, v in before.items()}
-    optimizer = take_steps(model, backbone, plugins.get("strategy", "scratch"), steps=2, batch=4, seed=seed)
+    optimizer = take_steps(model, backbone, plugins.get("strategy", name), steps=2, batch=4, seed=seed)
     assert all(p.requires_grad for p in model.parameters())
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(before)
     unchanged = [k for k, p in model.named_parameters() if torch.equal(before[k], p.detach())]

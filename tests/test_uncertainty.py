@@ -103,3 +103,15 @@ def test_intervals_read_as_the_terminal_shows_them():
     assert format_interval(0.912, (0.889, 0.933)) == "91.2% (88.9-93.3)"
     assert format_interval(0.95, (0.93, 0.968), percent=False) == "0.950 (0.930-0.968)"
     assert format_interval(None) == "n/a" and format_interval(math.nan) == "n/a"
+
+
+@given(st.integers(1, 60), st.data())
+def test_the_binomial_tail_is_the_sum_of_the_binomial_probabilities_from_k_up(n, data):
+    import math
+
+    from xraykit.uncertainty import binomial_tail
+
+    k = data.draw(st.integers(0, n + 1))
+    p = data.draw(st.floats(0.01, 0.99))
+    direct = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(max(k, 0), n + 1))
+    assert binomial_tail(k, n, p) == pytest.approx(direct, rel=1e-9, abs=1e-12)

@@ -87,6 +87,7 @@ _HOMES = {
     "list_plugins": "plugins",
     "Run": "runs",
     "shift": "shift_report",
+    "show": "figures",
     "resume": "training",
     "train": "training",
 }
@@ -112,6 +113,7 @@ if TYPE_CHECKING:  # what type checkers and the API reference read
     from .data.synthetic import synth, synthesize
     from .evaluation import evaluate, predict
     from .explaining import explain, explain_maps, explain_score
+    from .figures import show
     from .gallery import explain_gallery
     from .interfaces import Backbone, DatasetSource, Explainer, Strategy, XrayData
     from .plugins import (
@@ -123,7 +125,7 @@ if TYPE_CHECKING:  # what type checkers and the API reference read
     from .shift_report import shift
     from .training import resume, train
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "Backbone",
@@ -154,6 +156,7 @@ __all__ = [
     "predict",
     "resume",
     "shift",
+    "show",
     "synth",
     "synthesize",
     "train",

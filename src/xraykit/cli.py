@@ -145,9 +145,7 @@ def evaluate(
     )
     for line in cli_views.evaluate_view(metrics):
         console.print(line)
-    files = ["metrics.json", "confusion_matrix.png", "misclassified.png"]
-    files += ["reliability.png"] if "temperature" in metrics["calibration"] else []
-    files += ["shift.json", "shift.png", "shift_unusual.png"] if "verdicts" in metrics.get("shift", {}) else []
+    files = ["metrics.json", *(["shift.json"] if "verdicts" in metrics.get("shift", {}) else []), *metrics["figures"]]
     console.print(f"Wrote {out or run}/{', '.join(files)}", markup=False)
 
 

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import XrayError
-from .tables import INTERVALS_NOTE, metric_rows, paired_sentence, percent
+from .tables import metric_rows, paired_sentence, percent
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -64,7 +64,8 @@ def train_summary(run: Run, resumed: bool) -> list[str]:
 def metrics_table(columns: dict[str, dict[str, Any]], title: Optional[str] = None) -> Table:
     """One column of numbers per metrics dict (a task, a checkpoint, an adaptation), one row per metric
     (:data:`xraykit.tables.ROWS`): how ``evaluate`` and ``compare`` print their results."""
-    table = Table(title=title, caption=INTERVALS_NOTE if "intervals" in next(iter(columns.values())) else None)
+    intervals = "intervals" in next(iter(columns.values()))
+    table = Table(title=title, caption="In brackets: 95% intervals." if intervals else None)
     table.add_column("metric")
     for label in columns:
         table.add_column(escape(label), justify="right")
@@ -176,7 +177,7 @@ def familiarity_hint(r: dict[str, Any]) -> str:
 def print_explain_scores(s: dict[str, Any], where: Union[str, Path]) -> None:
     table = Table(title=f"Where the explanations point: {s['images']} {s['target']} test images with known lesions")
     for col in ("method", "pointing game", "inside share", "chance", "ideal on its grid", "s / image"):
-        table.add_column(col, justify="left" if col == "method" else "right")
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
     chance = f"{s['chance']['mask_area_fraction']:.3f}"
     for name, m in s["methods"].items():
         ideal = m["ideal"]

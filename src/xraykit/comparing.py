@@ -37,9 +37,28 @@ def compare(
 ) -> dict[str, Any]:
     """Both tasks on the same data and split, evaluated on its test split, in one teaching page.
 
-    ``options`` are the training options of :func:`xraykit.train` that both tasks share (every field of
-    :class:`~xraykit.TrainConfig` but ``task``, ``weights`` and ``lr``, which each task takes from its
-    strategy); ``finetune_weights`` are Task 1.2's starting weights (default: ImageNet's).
+    One split and one set of options for both, so that a difference between the tasks is the tasks'.
+    Everything that can be refused (options, ``out``, the data's name, Task 1.2's weights) is checked
+    before Task 1.1 trains, so a mistake costs seconds, not a run.
+
+    Args:
+        data: what both tasks train and are tested on, as for :func:`xraykit.train`; it needs a test split.
+        out: the folder of the page: ``report.md``, ``metrics.json``, the figures side by side, and each
+            task's run in ``task1.1-scratch/`` and ``task1.2-finetune/``. One that already holds them is refused.
+        finetune_weights: Task 1.2's starting weights, a name such as ``"imagenet"`` or a checkpoint file;
+            ``None``: the finetune strategy's own (ImageNet's).
+        quiet: messages only, no progress bars.
+        **options: training options, the fields of TrainConfig (see the table 'Training options' above);
+            e.g. epochs=3, image_size=64, recipe='strong'. All but ``task``, ``weights`` and ``lr``, which each
+            task takes from its strategy.
+
+    Returns:
+        The summary that ``metrics.json`` holds: each task's test metrics under ``"tasks"``, the paired
+            difference of their accuracies on the same images under ``"paired"``, and the ``"notes"`` said.
+
+    Raises:
+        XrayError: ``task``, ``weights`` or ``lr`` among the options, an option out of range, ``out`` already
+            holding a run, data without a test split, or Task 1.2's weights not to be had.
     """
     return _compare(data, Path(out), finetune_weights, quiet, options, TITLE, demo=False)
 
@@ -186,10 +205,25 @@ def demo(
 ) -> dict[str, Any]:
     """Both teaching tasks on built-in synthetic X-rays: a complete run folder in a few minutes on a CPU.
 
-    Without ``out`` the folder is ``xraykit-demo``, or ``xraykit-demo-2``, ``-3``, ... when an
-    earlier demo is there: running the README's command twice works and keeps the first
-    run. The summary's ``"out"`` says which folder was written. ``precision`` as for
-    :func:`xraykit.train` (``"32"`` for float32 where ``auto`` would be bfloat16).
+    :func:`compare` on ``synthetic:n=N,seed=SEED``. Offline, where ImageNet's weights cannot be had,
+    Task 1.2 fine-tunes from the demo's own Task 1.1 checkpoint instead, and the page says so.
+
+    Args:
+        out: the folder to write. Without it the folder is ``xraykit-demo``, or ``xraykit-demo-2``, ``-3``, ...
+            when an earlier demo is there: running the README's command twice works and keeps the first run.
+        n: synthetic training images; validation and test get ``n // 4`` each.
+        image_size: images are drawn and trained at ``image_size`` x ``image_size`` pixels (16 to 1024).
+        epochs: epochs of each task.
+        seed: the seed of the images, the split and the training.
+        precision: as for :func:`xraykit.train`: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (``"32"`` for
+            float32 where ``auto`` would be bfloat16).
+        quiet: messages only, no progress bars.
+
+    Returns:
+        The summary, as :func:`compare` returns it; its ``"out"`` says which folder was written.
+
+    Raises:
+        XrayError: a count, size, seed or precision out of range, or an ``out`` that already holds a demo.
     """
     out = Path(out) if out is not None else _free_folder(Path("xraykit-demo"))
     # Named, not built here: metrics.json then says which data to give `explain-score` or `evaluate`.

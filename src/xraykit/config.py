@@ -108,8 +108,8 @@ class TrainConfig:
     data: str = option("synthetic", "Folder in the Kaggle layout, a MedMNIST .npz, 'sample' or 'synthetic'.", cli=False)
     task: str = option(
         "scratch",
-        "Task: 'scratch' (Task 1.1) or 'finetune' (Task 1.2), each trained by the strategy of that name "
-        "(see `xraykit plugins`).",
+        "Task: 'scratch' (Task 1.1), 'finetune' (Task 1.2: a new head on frozen pretrained layers) or "
+        "'finetune-all' (every pretrained layer trains), each trained by the strategy of that name.",
         per_task=True,
     )
     backbone: str = option("resnet18", "Registered backbone (see `xraykit plugins`).")
@@ -118,7 +118,7 @@ class TrainConfig:
     )
     epochs: int = option(10, "Epochs to train.")
     lr: Optional[float] = option(
-        None, "Learning rate. Default: the task's (1e-3 scratch, 1e-4 finetune).", per_task=True
+        None, "Learning rate. Default: the task's (1e-3 scratch, 1e-4 finetune and finetune-all).", per_task=True
     )
     batch_size: int = option(32, "Images per training step.")
     image_size: int = option(224, "Images are resized to SIZE x SIZE.")

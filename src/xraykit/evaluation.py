@@ -56,20 +56,40 @@ def evaluate(
 ) -> dict[str, Any]:
     """Test metrics of a run on ``data``'s test split; writes ``metrics.json`` and figures.
 
-    Every number comes with a 95% interval (``metrics["intervals"]``). ``threshold`` is the
-    probability of the positive class (PNEUMONIA) at or above which an image is called
-    positive: a number, ``"youden"`` or ``"sensitivity=0.95"``; a rule is applied on the run's
-    own validation images (reloaded from the data it was trained on, the same split) and the
-    threshold it picks is then used, unchanged, on the test images. A temperature is fitted
-    on the same validation images (``metrics["calibration"]``, ``reliability.png``); a run
-    whose validation images cannot be loaded again is evaluated without it, with a note.
-    ``adapt`` (``"adabn"``, ``"prior"``) adds the numbers after label-free adaptation under
-    ``metrics["adapted"]``. When ``data`` is not the data the run was trained on,
-    ``metrics["shift"]`` says how far its test images are from the training ones.
+    Every number comes with a 95% interval (``metrics["intervals"]``). A threshold rule is applied on
+    the run's own validation images (reloaded from the data it was trained on, the same split) and the
+    threshold it picks is then used, unchanged, on the test images: a threshold chosen on the test images
+    would flatter them. A temperature is fitted on the same validation images (``metrics["calibration"]``,
+    ``reliability.png``); a run whose validation images cannot be loaded again is evaluated without it,
+    with a note. When ``data`` is not the data the run was trained on, ``metrics["shift"]`` says how far
+    its test images are from the training ones.
 
-    ``precision``: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (:func:`xraykit.devices.resolve_precision`).
-    ``quiet`` keeps the names of skipped unreadable files (``skip_bad``) off the terminal;
-    ``metrics.json`` lists them either way.
+    Args:
+        run: the run folder (a path) or a :class:`~xraykit.Run`.
+        data: the data whose test split is scored, as for :func:`xraykit.train`: the run's own, or other
+            X-rays with the same class folders.
+        which: the checkpoint, ``"best"`` (lowest validation loss) or ``"last"``; ``None``: the one the run's
+            recipe selects.
+        out: where ``metrics.json`` and the figures go; ``None``: the run folder.
+        device: ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (:func:`xraykit.devices.resolve_precision`).
+        skip_bad: skip unreadable image files instead of stopping at the first; ``metrics.json`` lists them.
+        cam: also draw ``misclassified_cam.png``, what the model looked at when it was wrong.
+        quiet: keep the names of skipped unreadable files off the terminal; ``metrics.json`` lists them
+            either way.
+        threshold: the probability of the positive class (PNEUMONIA) at or above which an image is called
+            positive: a number, ``"youden"`` or ``"sensitivity=0.95"`` (a rule, chosen on validation
+            images as above). Any but 0.5 needs a two-class run.
+        adapt: ``"adabn"``, ``"prior"`` or both: adds the numbers after label-free adaptation to the test
+            images under ``metrics["adapted"]``.
+
+    Returns:
+        The metrics that ``metrics.json`` holds (``accuracy``, ``per_class_accuracy``, ``intervals``,
+            ``confusion_matrix``, ``calibration``, ...); in a notebook it shows as a table.
+
+    Raises:
+        XrayError: a threshold or adaptation not understood, data without a test split or with other
+            classes than the run's, or a checkpoint that is not there.
     """
     run = Run.open(run)
     rule = parse_threshold(threshold)
@@ -131,11 +151,18 @@ def evaluate(
     shift = _shift_check(run, data, test, which, model, out_dir)
     if shift is not None:
         metrics["shift"] = shift
-    write_json(out_dir / "metrics.json", metrics)
-    figures.confusion_matrix(metrics["confusion_matrix"], run.classes, out_dir / "confusion_matrix.png")
-
     preds = predictions(probs, run.classes, chosen)
     wrong = misclassified(probs, test.labels, preds=preds)
+    with_cam = cam and run.backbone.cam_layer is not None and len(wrong) > 0
+    metrics["figures"] = [
+        "confusion_matrix.png",
+        "misclassified.png",
+        *(["misclassified_cam.png"] if with_cam else []),
+        *(["reliability.png"] if "temperature" in metrics["calibration"] else []),
+        *(["shift.png", "shift_unusual.png"] if shift is not None and "verdicts" in shift else []),
+    ]
+    write_json(out_dir / "metrics.json", metrics)
+    figures.confusion_matrix(metrics["confusion_matrix"], run.classes, out_dir / "confusion_matrix.png")
     figures.image_grid(
         test.images[wrong],
         titles(probs, test.labels, wrong, run.classes, preds=preds),
@@ -143,7 +170,7 @@ def evaluate(
         suptitle=f"Misclassified: {len(wrong)} of {len(test)}",
         empty_text="No misclassified images",
     )
-    if cam and run.backbone.cam_layer is not None and len(wrong):
+    if with_cam:
         shown = wrong[:12]
         maps = explain_maps(model, bb, test.images[shown], preds[shown])
         figures.overlay_pairs(
@@ -249,10 +276,26 @@ def predict(
 ) -> list[dict[str, Any]]:
     """Label and probabilities for each image file, and a hint of how unusual it is.
 
-    ``"percentile"``: the share of the run's validation images whose features lie closer to the
-    training images than this image's; ``"unusual"``: beyond 95% of them; ``"far"``: well beyond
-    all of them (a hint that the image is not like the training X-rays, not a verdict). All
-    three are ``None`` when the run's training images cannot be loaded again to compare with.
+    A model answers for any image, even one unlike every X-ray it learnt from; the hint says when
+    its answer deserves less trust.
+
+    Args:
+        run: the run folder (a path) or a :class:`~xraykit.Run`.
+        images: image files (JPEG, PNG, ...), each resized to the run's image size; at least one.
+        which: the checkpoint, ``"best"`` or ``"last"``; ``None``: the one the run's recipe selects.
+        device: ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (:func:`xraykit.devices.resolve_precision`).
+
+    Returns:
+        One dict per image, in order: ``"path"``, ``"label"``, its ``"probability"``, every class's
+            ``"probabilities"``, and the hint. ``"percentile"``: the share of the run's validation images
+            whose features lie closer to the training images than this image's; ``"unusual"``: beyond 95% of
+            them; ``"far"``: well beyond all of them (a hint that the image is not like the training X-rays,
+            not a verdict). All three are ``None`` when the run's training images cannot be loaded again to
+            compare with.
+
+    Raises:
+        XrayError: no images, or a file that is not a readable image (:class:`~xraykit.ImageError`).
     """
     run = Run.open(run)
     if not images:

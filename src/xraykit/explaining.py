@@ -38,8 +38,26 @@ def explain_maps(
 ) -> torch.Tensor:
     """Attribution maps ``(N, H, W)`` of ``uint8`` images for ``targets``, by a registered explainer.
 
-    ``options`` go to the explainer (``patch=16`` for occlusion, ``relu=False`` for cam);
-    one it does not take is refused by name. The model comes back exactly as it was.
+    The model comes back exactly as it was: it is explained in eval mode and each module's training flag
+    is put back after, so maps can be drawn in the middle of training without changing the model.
+
+    Args:
+        model: the network, such as ``run.load_model()``.
+        backbone: the backbone it was built from (``run.backbone``): it says how images become the
+            network's input and which layer CAM reads.
+        images: ``uint8`` images of shape ``(N, 1, H, W)``, as :class:`~xraykit.XrayData` holds them.
+        targets: the class index to explain for each image, shape ``(N,)``: the prediction or the truth.
+        method: a registered explainer: ``"cam"``, ``"guided-gradcam"``, ``"occlusion"``,
+            ``"integrated-gradients"`` or a plugin's.
+        batch_size: images explained at once; lower it when memory runs out.
+        **options: the explainer's own options (``patch=16`` for occlusion, ``relu=False`` for cam);
+            one it does not take is refused by name.
+
+    Returns:
+        The maps, a tensor of shape ``(N, H, W)``: one per image, at the images' size.
+
+    Raises:
+        XrayError: an unknown explainer, one that cannot explain this backbone, or an option it does not take.
     """
     explainer = plugins.explainer(method)
     if not explainer.supports(backbone):
@@ -104,10 +122,29 @@ def explain(
 ) -> list[Path]:
     """For each image, the original beside its attribution overlay; returns the PNG paths.
 
-    ``target`` is a class name or ``predicted``. The true label is shown when the image
-    sits in a folder named after a class (``.../PNEUMONIA/x.jpeg``). ``precision`` (``"32"``,
-    ``"bf16-mixed"``, ``"auto"``: float32 today, :func:`xraykit.devices.resolve_precision`) is that
-    of the prediction and the maps.
+    The true label is shown when the image sits in a folder named after a class
+    (``.../PNEUMONIA/x.jpeg``), so a map can be read against what the image really is.
+
+    Args:
+        run: the run folder (a path) or a :class:`~xraykit.Run`.
+        images: image files (JPEG, PNG, ...); at least one.
+        method: a registered explainer: ``"cam"``, ``"guided-gradcam"``, ``"occlusion"``,
+            ``"integrated-gradients"`` or a plugin's.
+        target: the class the maps explain: a class name of the run, or ``"predicted"`` (each image's own
+            prediction).
+        out: the folder of the figures, one ``STEM_METHOD.png`` per image; ``None``: ``RUN/explain``.
+        which: the checkpoint, ``"best"`` or ``"last"``; ``None``: the one the run's recipe selects.
+        precision: that of the prediction and the maps: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (float32
+            today, :func:`xraykit.devices.resolve_precision`).
+        **options: the explainer's own options (``patch=16`` for occlusion, ``relu=False`` for cam), as
+            for :func:`explain_maps`.
+
+    Returns:
+        The PNG files written, one per image, in order.
+
+    Raises:
+        XrayError: no images, a target that is not a class of the run, an unknown explainer or option,
+            or a file that is not a readable image.
     """
     run = Run.open(run)
     if not images:
@@ -169,15 +206,32 @@ def explain_score(
 ) -> dict[str, Any]:
     """How well each explainer finds known lesions; writes ``explain_score.json``.
 
-    ``data`` must hold lesion masks: ``synthetic[:n=...,seed=...]`` or a folder written by
-    ``xraykit synth``. Each ``target`` test image with a non-empty mask (the first
-    ``limit`` of them) is explained for ``target`` by each of ``methods`` (default: every
-    registered explainer that supports the run's backbone), and scored by the pointing
-    game and the share of positive attribution inside the mask, beside the mask's area
-    fraction, the chance level of both (see :mod:`xraykit.scoring`). A method drawn on a grid
-    coarser than the image (``cam``) also gets ``ideal``: the grid and the scores of a
-    perfect map on it, the most that grid allows. ``options`` maps a method to its options:
-    ``{"occlusion": {"patch": 16}}``.
+    Each ``target`` test image with a non-empty mask is explained for ``target`` by each method, and
+    scored by the pointing game and the share of positive attribution inside the mask, beside the
+    mask's area fraction, the chance level of both (see :mod:`xraykit.scoring`). A method drawn on a
+    grid coarser than the image (``cam``) also gets ``ideal``: the grid and the scores of a perfect map
+    on it, the most that grid allows.
+
+    Args:
+        run: the run folder (a path) or a :class:`~xraykit.Run`.
+        data: data with lesion masks: ``"synthetic[:n=...,seed=...]"`` or a folder written by
+            ``xraykit synth``; its test split is scored.
+        methods: the explainers to score; ``None``: every registered explainer that supports the run's
+            backbone.
+        limit: score only the first ``limit`` lesioned images (at least 1), for a quicker answer;
+            ``None``: all of them.
+        out: where ``explain_score.json`` goes; ``None``: the run folder.
+        which: the checkpoint, ``"best"`` or ``"last"``; ``None``: the one the run's recipe selects.
+        target: the class whose lesions are scored, a class name of the run.
+        options: a method's own options, by method: ``{"occlusion": {"patch": 16}}``.
+
+    Returns:
+        The summary ``explain_score.json`` holds: what was explained, the ``"chance"`` level, and each
+            method's scores under ``"methods"``.
+
+    Raises:
+        XrayError: data without lesion masks or without a lesioned ``target`` test image, an unknown
+            target or explainer, options for a method not scored, or a ``limit`` below 1.
     """
     if limit is not None and limit < 1:
         raise XrayError("--limit must be at least 1")

@@ -14,9 +14,47 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .errors import XrayError, display_path
 from .io import save_figure
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Picture:
+    """A PNG file that a notebook shows as the picture itself (what :func:`show` returns)."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = os.fspath(path)
+
+    def _repr_png_(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def __repr__(self) -> str:
+        return f"Picture({self.path!r})"
+
+
+def show(path: PathLike) -> Picture:
+    """A figure a command wrote, shown in a notebook: ``xraykit.show("runs/scratch/loss_curves.png")``.
+
+    The command line writes its figures as PNG files; as the last line of a Jupyter cell, this shows
+    one under the cell, like a figure drawn there (no IPython import needed).
+
+    Args:
+        path: a PNG file, such as ``RUN/loss_curves.png`` or ``RUN/misclassified.png``.
+
+    Returns:
+        An object that Jupyter displays as the picture.
+
+    Raises:
+        XrayError: no such file (the command that writes it has not run), or a file that is not a PNG.
+    """
+    if not os.path.isfile(path):
+        raise XrayError(f"{display_path(path)}: no such figure (run the command that writes it first)")
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            raise XrayError(f"{display_path(path)}: not a PNG file")
+    return Picture(path)
 
 
 def loss_curves(histories: dict[str, list[dict]], path: PathLike, title: Optional[str] = None) -> Figure:
@@ -89,6 +127,18 @@ def image_grid(
     return fig
 
 
+def _colour_bar(fig: Figure) -> None:
+    """A colour bar under the figure saying what a map's colours mean; the layout leaves room for it."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    axis = fig.add_axes((0.3, 0.025, 0.4, 0.015))
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), cax=axis, orientation="horizontal")
+    bar.set_label("each map scaled to its own maximum: 0 (blue) to 1 (red)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+
+
 def _normalised(raw: torch.Tensor):
     """A map scaled to 0..1 for display (a flat map shows as all zeros)."""
     raw = raw.detach().float()
@@ -125,7 +175,7 @@ def overlay_pairs(
                 ax.contour(masks[i].float().numpy(), levels=[0.5], colors="white", linewidths=0.8)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
+    _colour_bar(fig)
     save_figure(path, fig)
     return fig
 
@@ -165,7 +215,7 @@ def attribution_gallery(
         axes[0, 0].text(0.5, 0.5, "No test images", ha="center", va="center")
     if suptitle:
         fig.suptitle(suptitle, fontsize=8)
-    fig.tight_layout()
+    _colour_bar(fig)
     if path is not None:
         save_figure(path, fig)
     return fig

@@ -43,11 +43,31 @@ def explain_gallery(
 
     The images: for each class, ``per_kind`` the model gets right (the first ones) and ``per_kind``
     it gets wrong (the most confident mistakes first), where the test split has them. Each map
-    explains the model's own prediction for that image. A variant is a method with its options
-    (``cam:align=receptive-field``, see :func:`xraykit.variants.parse_variant`). Where the data has
-    lesion masks, each column is headed by the variant's pointing game and inside share on the
-    lesioned ``target`` test images (the first ``limit``): the scores :func:`explain_score` gives
-    the same variant, so a picture and its number can be read together.
+    explains the model's own prediction for that image. Where the data has lesion masks, each column
+    is headed by the variant's pointing game and inside share on the lesioned ``target`` test images:
+    the scores :func:`explain_score` gives the same variant, so a picture and its number can be read
+    together.
+
+    Args:
+        run: the run folder (a path) or a :class:`~xraykit.Run`.
+        data: the data whose test images are shown, as for :func:`xraykit.train`; with lesion masks
+            (``"synthetic"``, a folder written by ``xraykit synth``) the columns are also scored.
+        variants: the columns: each a method with its options (``cam:align=receptive-field``, see
+            :func:`xraykit.variants.parse_variant`); at least one.
+        per_kind: images of each class and kind (right, wrong) shown, at least 1.
+        limit: score each variant on only the first ``limit`` lesioned images (at least 1), for a quicker
+            answer; ``None``: all of them.
+        out: where ``explain_gallery.png`` and ``explain_gallery.json`` go; ``None``: the run folder.
+        which: the checkpoint, ``"best"`` or ``"last"``; ``None``: the one the run's recipe selects.
+        target: the class whose lesions are scored, a class name of the run.
+
+    Returns:
+        The summary ``explain_gallery.json`` holds: each variant's scores under ``"variants"`` (``None``
+            without masks) and the images shown under ``"images"``.
+
+    Raises:
+        XrayError: no variants, an unknown explainer or option, an unknown target, or a ``per_kind`` or
+            ``limit`` below 1.
     """
     if per_kind < 1:
         raise XrayError("--per-kind must be at least 1")

@@ -31,6 +31,7 @@ from .shift_measures import (
     intensity_stats,
     stat_distance,
 )
+from .uncertainty import binomial_tail
 from .weights import safe_load
 
 
@@ -78,7 +79,28 @@ def shift(
     show: int = 12,
 ) -> dict[str, Any]:
     """Compare ``data``'s ``split`` with ``run``'s training images; writes ``shift.json``, ``shift.png``
-    and ``shift_unusual.png`` (the ``show`` most unusual images) into ``out`` (default: the run folder)."""
+    and ``shift_unusual.png`` (the ``show`` most unusual images) into ``out`` (default: the run folder).
+
+    No label is scored: X-rays from another hospital rarely come with labels, and whether they look like
+    the training ones is worth knowing before the model is trusted on them. Their class folders only
+    group the images in the report.
+
+    Args:
+        run: the run folder (a path) or a :class:`~xraykit.Run`.
+        data: the new X-rays, as for :func:`xraykit.train`.
+        which: the checkpoint whose features are compared, ``"best"`` or ``"last"``; ``None``: the one the
+            run's recipe selects.
+        out: where ``shift.json`` and the figures go; ``None``: the run folder.
+        split: the split of ``data`` to compare: ``"test"``, ``"val"`` or ``"train"``.
+        show: how many of the most unusual images ``shift_unusual.png`` shows.
+
+    Returns:
+        The report ``shift.json`` holds: the share of unusual and far images, overall and per class
+            folder, the intensity distances, the ``"verdicts"`` in words and the ``"most_unusual"`` images.
+
+    Raises:
+        XrayError: data that cannot be loaded, or a ``split`` it does not have.
+    """
     run = Run.open(run)
     splits = load_data(data, run.config.image_size)
     if split not in splits:
@@ -125,7 +147,7 @@ def compare_images(
             "intensity_distance": {s: stat_distance(ref_stats[s], new_stats[s]) for s in new_stats},
             "verdicts": sentences,
         }
-        verdicts.append(_feature_verdict(what, unusual, len(reference.val_distances)))
+        verdicts.append(_feature_verdict(what, unusual, len(idx), len(reference.val_distances)))
         verdicts += sentences
 
     unusual_all = float((scores["percentile"] > UNUSUAL_PERCENTILE).float().mean())
@@ -170,14 +192,23 @@ def compare_images(
 MIN_CALIBRATION_IMAGES = 20  # fewer validation images than this cannot say what a 95th percentile is
 
 
-def _feature_verdict(what: str, unusual: float, calibration_images: int) -> str:
+SHIFT_P = 0.01  # an excess of unusual images is called a shift only when chance explains it this rarely
+
+
+def _feature_verdict(what: str, unusual: float, images: int, calibration_images: int) -> str:
+    """Typical, or not: ``unusual`` of ``images`` lie beyond the 95th percentile of the validation images.
+
+    Images like the validation ones lie there 5% of the time, so among a few dozen, 10% can be
+    chance. A shift is called when the share is over twice the expected one *and* a one-sided exact
+    binomial test says chance would give that many less than 1% of the time.
+    """
     expected = 1 - UNUSUAL_PERCENTILE
     if calibration_images < MIN_CALIBRATION_IMAGES:
         return (
             f"{what}: the run has {calibration_images} validation images, too few to say what is typical "
             "in what the network sees; the intensity statistics below still hold"
         )
-    if unusual <= 2 * expected:
+    if unusual <= 2 * expected or binomial_tail(round(unusual * images), images, expected) >= SHIFT_P:
         return f"{what}: {unusual:.0%} lie beyond 95% of validation images, about as many as expected; typical"
     return (
         f"{what}: {unusual:.0%} lie beyond 95% of the run's validation images in what the network sees "

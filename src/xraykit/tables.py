@@ -110,11 +110,6 @@ def metric_rows(results: Sequence[dict[str, Any]]) -> list[tuple[str, list[str]]
     return rows
 
 
-INTERVALS_NOTE = (
-    "In brackets: 95% intervals (exact binomial; a bootstrap over test images for balanced accuracy and AUC)."
-)
-
-
 def html_table(rows: list[tuple[str, str]], caption: str = "") -> str:
     """Two columns, name and value, as an HTML table: how a notebook shows a run or its metrics."""
     body = "".join(

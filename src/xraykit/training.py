@@ -44,15 +44,35 @@ def train(
 ) -> Run:
     """Train ``task`` (``scratch`` or ``finetune``, each implemented by the strategy of that name) on ``data``.
 
-    ``options`` are the fields of :class:`~xraykit.TrainConfig`, each declared there once with its
-    default and its meaning (``epochs=3``, ``image_size=64``, ``recipe="strong"``, ...): the same
-    options as ``xraykit train --help``. Defaults are the report's recipe: ResNet-18, ``fc`` -> 2
+    Every option is declared once, in :class:`~xraykit.TrainConfig`, with its default and its meaning:
+    the same options as ``xraykit train --help``. Defaults are the report's recipe: ResNet-18, ``fc`` -> 2
     classes, Adam, batch 32, 10 epochs, lr and starting weights from the strategy. A recipe
     (:data:`xraykit.config.RECIPES`) sets the options marked as its own; any given explicitly wins.
-    ``out`` is the run folder (default ``runs/TASK-TIMESTAMP``); ``skip_bad`` warns about unreadable
-    images and trains on the rest; ``data_name``, when ``data`` is already loaded, says where it came
-    from (``synthetic:n=640,seed=0``, a folder), so that ``config.json`` records it and ``--resume`` can
-    load it again. Returns the run; what ``precision`` resolved to is ``run.record.precision``.
+    The options and ``out`` are checked before any image is loaded, so a typo costs seconds, not an epoch.
+
+    Args:
+        data: what to train on: a folder in the Kaggle layout (``DATA/{train,val,test}/{NORMAL,PNEUMONIA}``),
+            a MedMNIST ``.npz`` file, ``"sample"`` (real X-rays shipped with xraykit),
+            ``"synthetic[:n=640,seed=0]"``, or splits already loaded (a dict of split name to XrayData).
+        task: ``"scratch"`` (Task 1.1: every layer learns from random weights), ``"finetune"`` (Task 1.2:
+            ImageNet weights, every layer frozen but the head) or another registered strategy
+            (``"finetune-all"``, a plugin's).
+        out: the run folder; ``None`` makes ``runs/TASK-TIMESTAMP``. A folder that already holds a run is
+            refused, so a run is never overwritten.
+        skip_bad: warn about unreadable images and train on the rest, instead of stopping at the first.
+        quiet: messages only, no progress bars (for logs and notebooks).
+        callbacks: your own progress hooks (:class:`xraykit.loop.Callbacks`), in place of the bars.
+        data_name: when ``data`` is already loaded, where it came from (``synthetic:n=640,seed=0``, a folder),
+            so that ``config.json`` records it and ``--resume`` can load it again.
+        **options: training options, the fields of TrainConfig (see the table 'Training options' below);
+            e.g. epochs=3, image_size=64, recipe='strong'.
+
+    Returns:
+        The trained run; what ``precision`` resolved to is ``run.record.precision``.
+
+    Raises:
+        XrayError: an unknown task or option, a value out of range, data that cannot be loaded or an ``out``
+            that cannot be the run's folder, said in one line.
 
     >>> run = xraykit.train("sample", "scratch", epochs=3, image_size=64, out="runs/doc")  # doctest: +SKIP
     """
@@ -130,7 +150,26 @@ def resume(
     callbacks: Optional[Callbacks] = None,
     data: Optional[DataLike] = None,
 ) -> Run:
-    """Continue a run from its last checkpoint (same data, split and seed); ``epochs`` may extend it."""
+    """Continue a run from its last checkpoint (same data, split and seed); ``epochs`` may extend it.
+
+    A run stopped before its first epoch ended has no checkpoint: it starts again, exactly as
+    :func:`train` began it. A run that has already finished its epochs is returned as it is.
+
+    Args:
+        run: the run folder (a path) or a :class:`~xraykit.Run`.
+        epochs: the total number of epochs to reach, not the number to add; ``None`` keeps the run's own.
+        quiet: messages only, no progress bars.
+        callbacks: your own progress hooks (:class:`xraykit.loop.Callbacks`), in place of the bars.
+        data: the data the run was trained on, needed only when it was trained on data loaded in Python
+            (``config.json`` then records ``in-memory``); ``None`` reloads the data the run recorded.
+
+    Returns:
+        The same run, trained to ``epochs``.
+
+    Raises:
+        XrayError: ``data`` names other data than the run recorded, the run's in-memory data is not given,
+            or its checkpoint does not fit the run's model.
+    """
     run = Run.open(run)
     config = run.config if epochs is None else run.config.replace(epochs=epochs)
     check_device(config.device)

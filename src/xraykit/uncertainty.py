@@ -122,6 +122,24 @@ def mcnemar_exact(a_correct: torch.Tensor, b_correct: torch.Tensor) -> float:
     return min(1.0, 2 * _binom_cdf(min(only_a, only_b), m, 0.5))
 
 
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """The chance of ``k`` or more successes in ``n`` tries of probability ``p`` (a one-sided exact test).
+
+    >>> round(binomial_tail(9, 80, 0.05), 3)
+    0.018
+    """
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    log_terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+        for i in range(k, n + 1)
+    ]
+    top = max(log_terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms))
+
+
 def paired_difference(
     a_correct: torch.Tensor, b_correct: torch.Tensor, level: float = LEVEL, resamples: int = 1000, seed: int = 0
 ) -> dict:

@@ -51,11 +51,12 @@ def _load_npz(
 def _load_sample(
     location: str, *, image_size: int, skip_bad: bool, on_skip: Optional[Callable[[str], None]]
 ) -> dict[str, XrayData]:
-    return load_sample(image_size)
+    _, _, part = location.partition(":")
+    return load_sample(image_size, part or "lesson")
 
 
 def _is_sample(location: str) -> bool:
-    return location == "sample"
+    return location == "sample" or location.startswith("sample:")
 
 
 def _is_synthetic(location: str) -> bool:
@@ -81,7 +82,8 @@ SAMPLE = DatasetSource(
     name="sample",
     can_load=_is_sample,
     load=_load_sample,
-    description="360 real chest X-rays shipped with xraykit (Kermany et al. 2018, CC BY 4.0), split by patient",
+    description="real chest X-rays shipped with xraykit (Kermany et al. 2018, CC BY 4.0), split by patient: "
+    "sample (151 train, 105 val, 240 test) or sample:source (2,180 of other patients, to pretrain on)",
 )
 
 FOLDER = DatasetSource(

@@ -1,4 +1,11 @@
-"""The strategies of the two teaching tasks: ``scratch`` trains everything, ``finetune`` only the head."""
+"""The strategies of the teaching tasks: ``scratch`` trains everything from random weights, ``finetune``
+only the head of pretrained weights (a fixed feature extractor), ``finetune-all`` every layer of them.
+
+The last two are the two ways PyTorch's transfer-learning tutorial teaches: keep the pretrained
+features and learn a new classifier on them (cheap, and hard to over-fit with few images), or let
+every layer adapt to the new images at a low learning rate (more to learn, more to gain when the new
+images differ from the old).
+"""
 
 from __future__ import annotations
 
@@ -37,8 +44,17 @@ FINETUNE = Strategy(
     description="Task 1.2: pretrained weights, all frozen but the head (BatchNorm statistics too), Adam lr 1e-4",
 )
 
+FINETUNE_ALL = Strategy(
+    name="finetune-all",
+    freeze=train_everything,
+    lr=1e-4,
+    weights="imagenet",
+    description="pretrained weights, every layer fine-tuned (BatchNorm statistics too), Adam lr 1e-4",
+)
+
 
 @hookimpl
 def register_strategies(register):
     register(SCRATCH)
     register(FINETUNE)
+    register(FINETUNE_ALL)

@@ -18,7 +18,25 @@ MIN_VAL_IMAGES = 100
 def load_data(
     data: DataLike, image_size: int = 224, skip_bad: bool = False, on_skip: Optional[Callable[[str], None]] = None
 ) -> dict[str, XrayData]:
-    """The splits at ``data``: a folder, an ``.npz`` file, ``synthetic[:options]``, or splits already loaded."""
+    """The splits at ``data``: a folder, an ``.npz`` file, ``synthetic[:options]``, or splits already loaded.
+
+    The first registered dataset source that can read ``data`` loads it, so a plugin can add a format.
+
+    Args:
+        data: a folder in the Kaggle layout (``DATA/{train,val,test}/{NORMAL,PNEUMONIA}``), a MedMNIST
+            ``.npz`` file, ``"sample"``, ``"synthetic[:n=640,seed=0,contrast=0.35]"``, or splits already
+            loaded (a dict of split name to XrayData, returned as it is).
+        image_size: images are resized to ``image_size`` x ``image_size`` pixels.
+        skip_bad: skip unreadable image files instead of stopping at the first.
+        on_skip: called with a one-line message for each file skipped; ``None``: skipped in silence.
+
+    Returns:
+        The splits by name (``"train"``, ``"val"``, ``"test"``, those the data has).
+
+    Raises:
+        XrayError: no dataset source reads ``data`` (a mistyped path), or a file that is not a readable
+            image while ``skip_bad`` is off.
+    """
     if isinstance(data, dict):
         return data
     source = plugins.dataset_source(str(data))
@@ -49,7 +67,26 @@ def held_out_test(splits: dict[str, XrayData], where: str) -> XrayData:
 def choose_validation(
     splits: dict[str, XrayData], val_from_train: Optional[float], seed: int
 ) -> tuple[XrayData, XrayData, str]:
-    """``(train, val, how)``: the official val split if it is big enough, else one carved by patient."""
+    """``(train, val, how)``: the official val split if it is big enough, else one carved by patient.
+
+    Carved by patient, not by image: several X-rays of one child on both sides of the split would
+    flatter the validation score. An official val split of fewer than 100 images (Kaggle's has 16) is
+    too few to draw a loss curve or pick a model on.
+
+    Args:
+        splits: the splits by name, as :func:`load_data` returns them; ``"train"`` is required.
+        val_from_train: carve this fraction of train (between 0 and 1) as validation, even where the data
+            has its own val split; ``None``: the data's val split when it has 100 images or more, else 0.1
+            of train.
+        seed: the seed of the carving, so that a run and its ``--resume`` see the same split.
+
+    Returns:
+        The training images, the validation images, and ``how``: one line saying which validation was
+            used and why.
+
+    Raises:
+        XrayError: no train split, or too few patients in it to carve a validation split.
+    """
     if "train" not in splits:
         raise XrayError("the data has no train split (expected DATA/train/{NORMAL,PNEUMONIA})")
     train = splits["train"]

@@ -121,7 +121,24 @@ def synthesize(
 ) -> XrayData:
     """``n`` synthetic chest X-rays of ``size`` x ``size`` pixels, with lesion masks, in memory.
 
-    :func:`synth` writes such images to a folder instead (the ``xraykit synth`` command).
+    :func:`synth` writes such images to a folder instead (the ``xraykit synth`` command). Image ``i`` is
+    the same whether you ask for 10 images or 10,000, so a small set is a prefix of a large one.
+
+    Args:
+        n: how many images, at least 1.
+        size: their width and height in pixels, 16 to 1024.
+        seed: the seed of the images (at least 0); each image has its own generator, seeded by
+            ``(seed, i)``.
+        lesion_contrast: how much brighter a consolidation is than the lung, 0 to 1: lower makes the task
+            harder, 0 leaves nothing to find.
+        pneumonia_fraction: the chance of each image being PNEUMONIA; the share of the set is about this.
+
+    Returns:
+        The images (``uint8``, shape ``(n, 1, size, size)``), their labels (NORMAL 0, PNEUMONIA 1) and
+            their lesion masks (empty for NORMAL), as :class:`~xraykit.XrayData`.
+
+    Raises:
+        XrayError: a count, size, seed or contrast out of range.
 
     >>> data = synthesize(4, size=32, seed=1)
     >>> data.images.shape, data.classes
@@ -177,9 +194,23 @@ def synthetic_splits(n: int = 640, size: int = 64, seed: int = 0, lesion_contras
 def synth(out: Union[str, Path], n: int = 200, size: int = 224, seed: int = 0, lesion_contrast: float = 0.35) -> Path:
     """Write synthetic X-rays to the folder ``out`` in the Kaggle layout, lesion masks beside them in ``OUT/masks/``.
 
-    The command line's ``xraykit synth``: ``n`` training images and ``n // 4`` each for
-    ``val`` and ``test``, as PNG files any image viewer opens. :func:`synthesize` returns the
-    images in memory instead and writes nothing.
+    The command line's ``xraykit synth``: PNG files any image viewer opens, in the layout that
+    :func:`xraykit.train` and ``xraykit explain-score`` read, masks included. :func:`synthesize` returns
+    the images in memory instead and writes nothing.
+
+    Args:
+        out: a new or empty folder; one that holds files is refused, so two data sets are never mixed.
+        n: training images, at least 4; ``val`` and ``test`` get ``n // 4`` each.
+        size: the images' width and height in pixels, 16 to 1024.
+        seed: the seed of the images, at least 0; each split draws from its own seed.
+        lesion_contrast: how much brighter a consolidation is than the lung, 0 to 1: lower makes the task
+            harder.
+
+    Returns:
+        ``out``, as a :class:`~pathlib.Path`.
+
+    Raises:
+        XrayError: a count, size, seed or contrast out of range, or an ``out`` that is a file or holds files.
     """
     from PIL import Image
 
