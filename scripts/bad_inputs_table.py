@@ -24,6 +24,7 @@ Run from the repository root, on the CPU (takes a few minutes)::
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -188,6 +189,22 @@ def npz(path: Path, **arrays) -> Path:
     return path
 
 
+def npz_declaring(path: Path, shape: tuple[int, ...]) -> Path:
+    """A small .npz whose train_images member declares ``shape`` (uint8) in its header but holds 200 KB."""
+    import zipfile
+
+    npz(path)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        members = {name: z.read(name) for name in z.namelist() if name != "train_images.npy"}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.writestr("train_images.npy", header.getvalue() + bytes(200_000))
+    return path
+
+
 def weights_file(path: Path, key: str, change: Callable[[torch.Tensor], torch.Tensor]) -> Path:
     import torchvision
 
@@ -248,6 +265,65 @@ def race(tmp: Path, data: Path) -> Callable[[Row], tuple[int, str, bool]]:
         seen += f"folder mixed: {'yes' if mixed else 'no'}"
         ok = codes == [0, 2] and not mixed
         return (2 if ok else 0), seen, any("Traceback" in o + e for _, o, e in results)
+
+    return go
+
+
+def synth_race(tmp: Path) -> Callable[[Row], tuple[int, str, bool]]:
+    """Two `synth` into one new folder at the same moment: one writes its data set, the other is refused."""
+
+    def go(row: Row) -> tuple[int, str, bool]:
+        out = tmp / "synth-race"
+        command = ["xraykit", "synth", str(out), "--n", "40", "--size", "32", "--seed"]
+        procs = [subprocess.Popen([*command, str(seed)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for seed in (1, 2)]  # fmt: skip
+        results = [(p.wait(), *(s.decode(errors="backslashreplace") for s in p.communicate())) for p in procs]
+        codes = sorted(code for code, _, _ in results)
+        refused = [last_line(err) for code, _, err in results if code == 2]
+        images = sum(1 for p in (out / "train").rglob("*.png")) if (out / "train").is_dir() else 0
+        seen = f"exit codes {codes}; refused: {refused[0] if refused else '(none)'}; training images: {images}"
+        ok = codes == [0, 2] and images == 40
+        return (2 if ok else 0), seen, any("Traceback" in o + e for _, o, e in results)
+
+    return go
+
+
+def narrow_terminal(row: Row) -> tuple[int, str, bool]:
+    """``COLUMNS=0 xraykit plugins`` printed nothing at all."""
+    done = subprocess.run(["xraykit", "plugins"], env={**ENV, "COLUMNS": "0"}, capture_output=True, text=True)
+    listed = "resnet18" in done.stdout
+    seen = f"exit {done.returncode}; resnet18 listed: {'yes' if listed else 'no'}"
+    return (2 if done.returncode == 0 and listed else 0), seen, "Traceback" in done.stdout + done.stderr
+
+
+def plugin_raises(tmp: Path) -> Callable[[Row], tuple[int, str, bool]]:
+    """A backbone plugin whose build() raises: one line naming the plugin."""
+
+    def go(row: Row) -> tuple[int, str, bool]:
+        plugin = tmp / "fragile.py"
+        plugin.write_text(
+            "import xraykit\n"
+            "def build(n):\n    raise RuntimeError('weights server unreachable')\n"
+            "@xraykit.hookimpl\ndef register_backbones(register):\n"
+            "    register(xraykit.Backbone(name='fragile', build=build, head='fc', stem='conv1', cam_layer=None))\n"
+        )
+        args = train_args(write_folder(tmp / "fragile-data"), tmp / "fragile-run", ["--backbone", "fragile"])
+        done = subprocess.run(["xraykit", *args], env={**ENV, "XRAYKIT_PLUGINS": str(plugin)}, capture_output=True,
+                              text=True)  # fmt: skip
+        return done.returncode, last_line(done.stderr), "Traceback" in done.stdout + done.stderr
+
+    return go
+
+
+def ambiguous_sample(tmp: Path) -> Callable[[Row], tuple[int, str, bool]]:
+    """``train sample`` where ./sample is a folder: the built-in images were used, the folder recorded."""
+
+    def go(row: Row) -> tuple[int, str, bool]:
+        here = tmp / "cwd"
+        write_folder(here / "sample")
+        args = train_args("sample", tmp / "amb-run")
+        done = subprocess.run(["xraykit", *args], env=ENV, cwd=here, capture_output=True, text=True)
+        return done.returncode, last_line(done.stderr), "Traceback" in done.stdout + done.stderr
 
     return go
 
@@ -326,6 +402,7 @@ def rows(tmp: Path) -> list[Row]:
     train_row("class folders NORMAL/ and normal/ side by side", root)
     train_row("MedMNIST .npz with one class", npz(tmp / "one.npz", train_labels=np.zeros((12, 1), np.uint8)))
     train_row(".npz images of shape (N, 0, 0)", npz(tmp / "zero.npz", train_images=np.zeros((12, 0, 0), np.uint8)))
+    train_row(".npz member declaring a 52 GB array in 200 KB", npz_declaring(tmp / "bomb.npz", (200_000, 512, 512)))
     train_row("synthetic:n=0", "synthetic:n=0")
     plain = write_folder(tmp / "plain")
 
@@ -367,6 +444,23 @@ def rows(tmp: Path) -> list[Row]:
     )
     out.append(Row("SIGTERM during a run, then --resume", "error", shown="kill -TERM; xraykit train --resume term",
                    custom=sigterm(tmp)))  # fmt: skip
+    out.append(Row("two `synth` into one new folder at the same moment", "error",
+                   shown="2 x xraykit synth synth-race --n 40 --size 32", custom=synth_race(tmp)))  # fmt: skip
+    out.append(Row("COLUMNS=0 (a width no table fits in)", "error", shown="COLUMNS=0 xraykit plugins",
+                   custom=narrow_terminal))  # fmt: skip
+    out.append(Row("a backbone plugin whose build() raises", "error",
+                   shown="XRAYKIT_PLUGINS=fragile.py xraykit train DATA --backbone fragile",
+                   custom=plugin_raises(tmp)))  # fmt: skip
+
+    # Outputs that would land inside the data, names that are markup, a name two sources claim
+    inside = write_folder(tmp / "inside", splits=("train", "test"))
+    train_row("train --out DATA/train (the run would become a class)", inside, extra=["--out", str(inside / "train")])
+    train_row("train --out DATA/train/NORMAL", inside, extra=["--out", str(inside / "train" / "NORMAL" / "run")])
+    named = tmp / "named [v2]" / "d["
+    write_folder(named / "x]", classes=("NORMAL", "PNEUMONIA [viral] <img src=x onerror=alert(1)>"))
+    train_row("class folder and path that are Rich markup and HTML (valid)", named / "x]", "valid")
+    out.append(Row("'sample' with a folder named sample in the working directory", "error",
+                   shown="cd FOLDER-WITH-sample; xraykit train sample", custom=ambiguous_sample(tmp)))  # fmt: skip
     return out
 
 
@@ -441,6 +535,36 @@ def run_folder_rows(tmp: Path, good: Path) -> list[Row]:
 
     out.append(Row("explain on two images with the same file stem", "error",
                    shown="xraykit explain RUN stems/NORMAL/x.png stems/PNEUMONIA/x.png", custom=two_stems))  # fmt: skip
+
+    # Outputs that would land in the data or over an input, derived files that would go stale
+    into = write_folder(tmp / "into", splits=("test",))
+    for verb in ("evaluate", "shift"):
+        args = [verb, str(good), str(into), "--out", str(into / "test" / "PNEUMONIA")]
+        out.append(Row(f"{verb} --out DATA/test/PNEUMONIA (figures would become test images)", "error", args,
+                       short(args, tmp)))  # fmt: skip
+    other = copy_run(good, tmp / "other-run")
+    args = ["evaluate", str(good), str(into), "--out", str(other)]
+    out.append(Row("evaluate runA --out runB (would replace runB's metrics.json)", "error", args, short(args, tmp)))
+    Image.new("L", (32, 32), 180).save(tmp / "scan_cam.png")
+    Image.new("L", (32, 32), 60).save(tmp / "scan.png")
+    args = ["explain", str(good), str(tmp / "scan.png"), str(tmp / "scan_cam.png"), "--out", str(tmp)]
+    out.append(Row("explain scan.png scan_cam.png --out their folder (a figure over an input)", "error", args,
+                   short(args, tmp)))  # fmt: skip
+
+    def stale_reference(row: Row) -> tuple[int, str, bool]:
+        run_dir = copy_run(good, tmp / "stale")
+        code1, o1, e1 = run(["shift", str(run_dir), str(into), "--out", str(tmp / "stale-1")])
+        code2, o2, e2 = run(["train", "--resume", str(run_dir), "--epochs", "3", "--quiet"])
+        code3, o3, e3 = run(["shift", str(run_dir), str(into), "--out", str(tmp / "stale-2")])
+        kept = torch.load(run_dir / "reference-last.pt", weights_only=True).get("checkpoint_sha256")
+        now = hashlib.sha256((run_dir / "checkpoints" / "last.pt").read_bytes()).hexdigest()
+        ok = (code1, code2, code3) == (0, 0, 0) and kept == now
+        seen = f"exit codes {code1}, {code2}, {code3}; reference of the resumed checkpoint: {'yes' if ok else 'no'}"
+        return (2 if ok else 0), seen, any("Traceback" in t for t in (o1, e1, o2, e2, o3, e3))
+
+    out.append(Row("shift, --resume --epochs 3, shift again (a stale reference)", "error",
+                   shown="xraykit shift RUN DATA; xraykit train --resume RUN --epochs 3; xraykit shift RUN DATA",
+                   custom=stale_reference))  # fmt: skip
     return out
 
 

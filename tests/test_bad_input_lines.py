@@ -101,6 +101,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], tuple[str, ...]]] = [
     ("npz-0x0-images", train_cmd(lambda t: npz(t, train_images=np.zeros((12, 0, 0), np.uint8))), ("(0, 0) pixels",)),
     ("npz-empty-split", train_cmd(lambda t: npz(
         t, test_images=np.zeros((0, 28, 28), np.uint8), test_labels=np.zeros((0, 1), np.uint8))), ("empty test",)),
+    ("npz-declares-52-GB", train_cmd(lambda t: bad_inputs_table.npz_declaring(t / "bomb.npz", (200_000, 512, 512))),
+     ("train_images", "declares", "200000 x 512 x 512")),
     ("synthetic-n-0", train_cmd(lambda t: "synthetic:n=0"), ("n of at least 1",)),  # type: ignore[arg-type, return-value]
     ("device-foo", train_cmd(data_folder, "--device", "foo"), ("device 'foo'",)),
     ("lr-nan", train_cmd(data_folder, "--lr", "nan"), ("lr nan",)),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -220,3 +223,12 @@ def test_evaluate_prints_sensitivity_and_specificity_whether_or_not_roc_auc_exis
     for row in ("accuracy 75.0%", "balanced accuracy 50.0%", "accuracy on NORMAL n/a", "accuracy on PNEUMONIA 75.0%",
                 "sensitivity 75.0%", "specificity n/a", shown, "majority baseline 100.0%"):  # fmt: skip
         assert row in shown_rows
+
+
+@pytest.mark.parametrize("columns", ["0", "5"])
+def test_a_terminal_width_no_table_fits_in_still_prints_the_tables(columns):
+    """COLUMNS=0 (set by some CI runners) made Rich print nothing at all: the plugin list came out empty."""
+    env = {**os.environ, "COLUMNS": columns}
+    done = subprocess.run([sys.executable, "-m", "xraykit", "plugins"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resnet18" in done.stdout and "finetune-all" in done.stdout

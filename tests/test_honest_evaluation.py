@@ -120,6 +120,11 @@ def test_adaptation_is_reported_beside_the_plain_numbers_never_instead(named_run
     assert set(both["adapted"]) == {"adabn", "prior"}
     assert "intervals" in both["adapted"]["adabn"] and "accuracy" in both["adapted"]["prior"]
     assert sum(both["adapted"]["prior"]["estimated_prior"].values()) == pytest.approx(1.0, abs=1e-5)
+    # The share comes from BBSE on the run's validation images, with an interval; re-weighting moves the
+    # threshold and never the ranking.
+    prior = both["adapted"]["prior"]
+    assert prior["estimator"] == "bbse" and len(prior["estimated_share_interval"]) == 2
+    assert prior["roc_auc"] == pytest.approx(both["roc_auc"], abs=1e-9)
     console = Console(width=120, record=True)
     for line in evaluate_view(both):
         console.print(line)

@@ -23,6 +23,8 @@ from xraykit import plugins
 from xraykit.cli import app
 from xraykit.errors import XrayError
 
+from helpers import TINY, assert_one_line_error, write_folder
+
 runner = CliRunner()
 WIDE = {"COLUMNS": "300"}  # rich wraps tables at 80 columns when it cannot see a terminal
 
@@ -192,3 +194,69 @@ def test_reset_forgets_plugins_registered_by_hand(fresh):
     assert "extra" in xraykit.list_plugins("strategy")
     plugins.reset()
     assert "extra" not in xraykit.list_plugins("strategy")
+
+
+# ----------------------------------------------------------------------------- plugins that fail later
+
+HOOK_EXITS = textwrap.dedent("""
+    import sys
+    import xraykit
+
+    @xraykit.hookimpl
+    def register_backbones(register):
+        sys.exit(3)
+""")
+BUILD_RAISES = textwrap.dedent("""
+    import xraykit
+
+    def build(num_classes):
+        raise RuntimeError("weights server unreachable")
+
+    @xraykit.hookimpl
+    def register_backbones(register):
+        register(xraykit.Backbone(name="fragile", build=build, head="fc", stem="conv1", cam_layer=None))
+""")
+CAN_LOAD_RAISES = textwrap.dedent("""
+    import xraykit
+
+    class Picky:
+        name = "picky"
+        description = "reads nothing"
+
+        def can_load(self, location):
+            raise KeyError(location)
+
+        def load(self, location, image_size, skip_bad=False, on_skip=None):
+            raise AssertionError("never reached")
+
+    @xraykit.hookimpl
+    def register_datasets(register):
+        register(Picky())
+""")
+
+
+def test_a_hook_that_calls_sys_exit_is_recorded_and_every_command_still_works(fresh, tmp_path):
+    fresh.setenv("XRAYKIT_PLUGINS", plugin_files(tmp_path, quitter=HOOK_EXITS))
+    assert "SystemExit" in failure_of(str(tmp_path / "quitter.py"))
+    result = runner.invoke(app, ["plugins"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "resnet18" in result.stdout
+
+
+def test_a_backbone_whose_build_raises_is_one_line_naming_the_plugin(fresh, tmp_path):
+    fresh.setenv("XRAYKIT_PLUGINS", plugin_files(tmp_path, fragile=BUILD_RAISES))
+    data = write_folder(tmp_path / "data")
+    result = runner.invoke(app, ["train", str(data), "--backbone", "fragile", "--out", str(tmp_path / "r"), *TINY])
+    assert_one_line_error(result, str(tmp_path / "fragile.py"), "RuntimeError: weights server unreachable")
+
+
+def test_a_dataset_source_whose_can_load_raises_is_one_line_naming_the_plugin(fresh, tmp_path):
+    fresh.setenv("XRAYKIT_PLUGINS", plugin_files(tmp_path, picky=CAN_LOAD_RAISES))
+    result = runner.invoke(app, ["train", "nothing:here", "--out", str(tmp_path / "r"), *TINY])
+    assert_one_line_error(result, str(tmp_path / "picky.py"), "KeyError")
+
+
+def test_an_entry_point_named_like_a_built_in_plugin_is_listed_as_not_loaded(fresh, tmp_path):
+    install_entry_point(tmp_path, "xraykit.builtin.resnet", GOOD.format(name="impostor"))
+    fresh.syspath_prepend(str(tmp_path))
+    assert "name of a plugin already registered" in failure_of("xraykit.builtin.resnet")

@@ -146,3 +146,22 @@ def test_a_run_trained_on_data_in_memory_resumes_from_the_cli_when_given_the_dat
     assert given.exit_code == 0, given.output
     straight = xraykit.train(splits, out=tmp_path / "straight", epochs=3, seed=5, **TINY)
     assert_same_run(Run(out), straight)
+
+
+def test_an_interrupted_compare_continues_when_the_same_command_runs_again(splits, tmp_path, fake_imagenet_file):
+    """Stopped after Task 1.1 (here: its Task 1.2 folder gone), the same compare continues: Task 1.1 is kept
+    as it was, Task 1.2 is trained and the report written. Other options are refused, naming the first."""
+    options = dict(epochs=1, finetune_weights=str(fake_imagenet_file), **TINY)
+    xraykit.compare(splits, out=tmp_path, **options)
+    first = (tmp_path / "task1.1-scratch" / "checkpoints" / "last.pt").read_bytes()
+    import shutil
+
+    shutil.rmtree(tmp_path / "task1.2-finetune")
+    (tmp_path / "report.md").unlink()
+    (tmp_path / "metrics.json").unlink()  # written last: a compare stopped before it is not finished
+    summary = xraykit.compare(splits, out=tmp_path, **options)
+    assert (tmp_path / "task1.1-scratch" / "checkpoints" / "last.pt").read_bytes() == first
+    assert (tmp_path / "report.md").is_file() and set(summary["tasks"]) == {"Task 1.1: scratch", "Task 1.2: finetune"}
+    (tmp_path / "metrics.json").unlink()
+    with pytest.raises(XrayError, match="other choices.*epochs"):
+        xraykit.compare(splits, out=tmp_path, **{**options, "epochs": 2})

@@ -2,6 +2,8 @@
 fine-tune and evaluate on real images offline (Kermany et al.'s training images, CC BY 4.0): a lesson
 set and a source set to pretrain on, no patient and no image in both."""
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -65,3 +67,21 @@ def test_the_sample_is_a_dataset_like_any_other_and_says_whose_images_they_are()
     splits = xraykit.load_data("sample", 32)
     assert len(splits["train"]) == len(load_sample(32)["train"])
     assert "Kermany" in CREDIT and "CC BY 4.0" in CREDIT
+
+
+def test_a_folder_named_sample_here_is_refused_as_ambiguous_and_dot_slash_picks_it(tmp_path, monkeypatch):
+    """With ./sample present, ``sample`` could be the folder or the built-in images: neither is guessed."""
+    from typer.testing import CliRunner
+
+    from xraykit.cli import app
+
+    from helpers import TINY, assert_one_line_error, write_folder
+
+    write_folder(tmp_path / "sample")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", "sample", "--out", str(tmp_path / "r"), *TINY])
+    assert_one_line_error(result, "ambiguous", "./sample")
+    result = CliRunner().invoke(app, ["train", "./sample", "--out", str(tmp_path / "r"), *TINY])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "r" / "config.json").read_text())["record"]
+    assert record["train_images"] + record["val_images"] == 12  # the folder's images, not the built-in 256

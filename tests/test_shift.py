@@ -121,3 +121,17 @@ def test_an_excess_that_chance_cannot_explain_is_called_a_shift(share, n):
     from xraykit.shift_report import _feature_verdict
 
     assert "not to hold" in _feature_verdict("these images", share, n, 100)
+
+
+def test_the_report_says_what_it_cannot_see_and_how_many_labels_would_tell(named_run, tmp_path):
+    """Features that look typical do not rule out a new share of pneumonia or labels that mean something
+    else: the report says so, and how many labelled images would measure the accuracy to +-5 points."""
+    from xraykit.uncertainty import labels_needed
+
+    test = synthetic_splits(n=96, size=32, seed=5)["test"]
+    report = shift(named_run, {"test": test}, out=tmp_path)
+    needed = report["labels_needed"]
+    assert needed["half_width"] == 0.05 and needed["at_worst"] == labels_needed(0.05, 0.5)
+    assert needed["images"] == labels_needed(0.05, needed["assumed_accuracy"])
+    said = " ".join(report["verdicts"])
+    assert "label or concept shift" in said and f"label {needed['images']}" in said

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -117,3 +118,19 @@ def test_synth_writes_the_kaggle_layout_with_masks_that_load_back_unchanged(tmp_
         assert torch.equal(got.labels, want.labels), split
         assert torch.equal(got.images, want.images), split
         assert got.masks is not None and torch.equal(got.masks, want.masks), split
+
+
+def test_synth_claims_its_folder_so_a_second_synth_into_it_at_once_is_refused(tmp_path):
+    """Two `synth` into one new folder at the same moment both found it empty and wrote 800 mixed images;
+    now the folder is claimed by a marker created exclusively, as `train` claims a run folder."""
+    from xraykit.data.synthetic import SYNTH_MARKER
+    from xraykit.errors import XrayError
+
+    out = tmp_path / "xr"
+    out.mkdir()
+    (out / SYNTH_MARKER).touch()  # another synth holds it
+    with pytest.raises(XrayError, match="another `xraykit synth` is writing here"):
+        xraykit.synth(out, n=8, size=32, seed=0)
+    assert [p.name for p in out.iterdir()] == [SYNTH_MARKER]
+    xraykit.synth(tmp_path / "done", n=8, size=32, seed=0)
+    assert not (tmp_path / "done" / SYNTH_MARKER).exists()  # released when it is done

@@ -115,3 +115,25 @@ def test_the_binomial_tail_is_the_sum_of_the_binomial_probabilities_from_k_up(n,
     p = data.draw(st.floats(0.01, 0.99))
     direct = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(max(k, 0), n + 1))
     assert binomial_tail(k, n, p) == pytest.approx(direct, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(half_width=st.sampled_from([0.02, 0.03, 0.05, 0.1]), accuracy=st.floats(0.5, 0.98))
+def test_labels_needed_gives_an_exact_interval_that_narrow_and_no_more(half_width, accuracy):
+    """N labelled images give a 95% exact interval of at most +-half_width around the accuracy; 10% fewer
+    images would not (the answer is the smallest, up to the interval's steps)."""
+    from xraykit.uncertainty import labels_needed
+
+    n = labels_needed(half_width, accuracy)
+    lo, hi = binomial_interval(round(accuracy * n), n)
+    assert (hi - lo) / 2 <= half_width
+    fewer = int(n * 0.9)
+    lo, hi = binomial_interval(round(accuracy * fewer), fewer)
+    assert (hi - lo) / 2 > half_width
+
+
+def test_more_labels_are_needed_at_worst_than_near_certainty():
+    from xraykit.uncertainty import labels_needed
+
+    assert labels_needed(0.05, 0.5) > labels_needed(0.05, 0.9) > labels_needed(0.05, 0.97)
+    assert 380 <= labels_needed(0.05, 0.5) <= 420  # the textbook 385, a little more for an exact interval

@@ -180,3 +180,20 @@ def test_a_backbone_can_adapt_a_file_in_an_older_key_format_given_by_weights_pat
     model = renamed.build(2)
     load_weights(model, renamed, str(tmp_path / "old-format.pth"))
     assert_backbone_from(model.state_dict(), {k.removeprefix("old."): v for k, v in old.items()})
+
+
+def test_a_torch_home_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
+    """TORCH_HOME under a file: no traceback from mkdir, one line saying what to set."""
+    from typer.testing import CliRunner
+
+    from xraykit.cli import app
+
+    from helpers import TINY, assert_one_line_error
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    monkeypatch.setenv("TORCH_HOME", str(blocker / "torch"))
+    result = CliRunner().invoke(
+        app, ["train", "synthetic:n=32", "--task", "finetune", "--out", str(tmp_path / "r"), *TINY]
+    )
+    assert_one_line_error(result, "cannot be made", "TORCH_HOME")

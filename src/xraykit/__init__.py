@@ -38,7 +38,8 @@ This module is the facade: ``__all__`` below is the public API, the list that
     figures.py         loss curves, confusion matrix, galleries, CAM overlays
     progress.py        progress bars
     data/              loading.py (load_data, choose_validation), folders.py, images.py, cache.py,
-                       splits.py, medmnist.py, sample.py, synthetic.py, acquisition_shifts.py
+                       splits.py, copies.py (the same pixels found), medmnist.py, sample.py, synthetic.py,
+                       acquisition_shifts.py
     hookspecs.py       the plugin contract: four hooks
     interfaces.py      Backbone, Strategy, Explainer, DatasetSource, XrayData
     plugins.py         the registries: list_plugins(), backbone(), strategy(), explainer(), create_backbone()

@@ -25,6 +25,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .errors import XrayError
+from .io import plain_text
 
 Threshold = Union[float, str]
 
@@ -173,5 +174,5 @@ def reliability_figure(calibration: dict[str, Any]) -> Figure:
     ax.set_ylim(0, 1.02)
     ax.set_title("Reliability on the test images", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    plain_text(fig).tight_layout()
     return fig

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from rich.text import Text
 
 from . import cli_views
 from . import variants as variant_text
@@ -70,8 +71,11 @@ def demo(
     if paired:
         console.print(paired)
     console.print(
-        f"Done in {summary['seconds']:.0f} s. Open [bold]{out / 'report.md'}[/]; the folder {out}/ holds "
-        "loss_curves.png, metrics.json, misclassified.png, cam.png and both runs."
+        Text.assemble(
+            f"Done in {summary['seconds']:.0f} s. Open ",
+            (str(out / "report.md"), "bold"),
+            f"; the folder {out}/ holds loss_curves.png, metrics.json, misclassified.png, cam.png and both runs.",
+        )
     )
 
 
@@ -146,7 +150,7 @@ def evaluate(
     for line in cli_views.evaluate_view(metrics):
         console.print(line)
     files = ["metrics.json", *(["shift.json"] if "verdicts" in metrics.get("shift", {}) else []), *metrics["figures"]]
-    console.print(f"Wrote {out or run}/{', '.join(files)}", markup=False)
+    console.print(f"Wrote {out or run}/{', '.join(files)}")
 
 
 @app.command()
@@ -169,7 +173,7 @@ def compare(
     paired = cli_views.paired_line(summary)
     if paired:
         console.print(paired)
-    console.print(f"Open [bold]{out / 'report.md'}[/]")
+    console.print(Text.assemble("Open ", (str(out / "report.md"), "bold")))
 
 
 @app.command()
@@ -209,7 +213,7 @@ def explain(
         console.print(f"wrote {path}")
     for path, hint in zip(images, shift_report.familiarity_of_files(run, images)):
         if hint and hint["far"]:
-            console.print(f"{path}: {cli_views.familiarity_hint(hint)}", markup=False)
+            console.print(f"{path}: {cli_views.familiarity_hint(hint)}")
 
 
 @app.command("explain-score")
@@ -282,7 +286,7 @@ def shift(
     for line in cli_views.shift_lines(report):
         console.print(line)
     where = out or run
-    console.print(f"Wrote {where}/shift.json, shift.png (feature distances), shift_unusual.png", markup=False)
+    console.print(f"Wrote {where}/shift.json, shift.png (feature distances), shift_unusual.png")
 
 
 @app.command()

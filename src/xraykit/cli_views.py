@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .errors import XrayError
 from .tables import metric_rows, paired_sentence, percent
@@ -23,40 +25,67 @@ if TYPE_CHECKING:
 # This module is imported to build the command line, before any command runs: the registry of
 # plugins (which imports torch) it imports inside the one function that uses it.
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def _width() -> Optional[int]:
+    """80 where ``COLUMNS`` says a width no table fits in (``COLUMNS=0`` would print nothing at all);
+    else ``None``: Rich reads ``COLUMNS`` or asks the terminal."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    return 80 if columns.isdigit() and int(columns) < 20 else None
+
+
+# Markup off: what is printed holds file, folder and class names ("[v2]", "[/x]"), never Rich markup;
+# the few styled words are Text objects. Training's progress lines print through the same console.
+console = Console(highlight=False, markup=False, width=_width())
+err_console = Console(stderr=True, highlight=False, markup=False, width=_width())
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly(fn: F) -> F:
-    """Turn xraykit's own errors into one line on stderr and exit code 2."""
+    """Turn xraykit's own errors, and any error raised in an outside plugin's code, into one line on stderr and
+    exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except XrayError as exc:
-            err_console.print(f"Error: {exc}", markup=False, soft_wrap=True)
+            err_console.print(f"Error: {exc}", soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("Interrupted.", markup=False)
+            err_console.print("Interrupted.")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except (Exception, SystemExit) as exc:  # from a plugin's code: one line naming it, like a failed import
+            registry = sys.modules.get("xraykit.plugins")
+            who = registry.blame(exc) if registry is not None else None
+            if who is None:
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            err_console.print(
+                f"Error: plugin '{who}' failed: {type(exc).__name__}{': ' if first else ''}{first}", soft_wrap=True
+            )
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature Typer reads
 
 
-def train_summary(run: Run, resumed: bool) -> list[str]:
+def train_summary(run: Run, resumed: bool) -> list[Union[str, Text]]:
     """What ``train`` says at the end: skipped files (a new run), the run folder, and the command to run next."""
-    lines = []
+    lines: list[Union[str, Text]] = []
     skipped = run.record.skipped_files
     if skipped and not resumed:
         count = f"{len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''}"
-        lines.append(escape(f"Skipped {count} (listed in {run.path / 'log.txt'})."))
+        lines.append(f"Skipped {count} (listed in {run.path / 'log.txt'}).")
     last = run.history[-1] if run.history else {}
     lines.append(
-        f"Run folder: [bold]{escape(str(run.path))}[/] (val loss {last.get('val_loss', float('nan')):.4f}, "
-        f"val accuracy {last.get('val_accuracy', float('nan')):.3f}). "
-        f"Next: xraykit evaluate {escape(shlex.quote(str(run.path)))} {escape(run.data_argument or 'DATA/test')}"
+        Text.assemble(
+            "Run folder: ",
+            (str(run.path), "bold"),
+            f" (val loss {last.get('val_loss', float('nan')):.4f}, "
+            f"val accuracy {last.get('val_accuracy', float('nan')):.3f}). "
+            f"Next: xraykit evaluate {shlex.quote(str(run.path))} {run.data_argument or 'DATA/test'}",
+        )
     )
     return lines
 
@@ -68,9 +97,9 @@ def metrics_table(columns: dict[str, dict[str, Any]], title: Optional[str] = Non
     table = Table(title=title, caption="In brackets: 95% intervals." if intervals else None)
     table.add_column("metric")
     for label in columns:
-        table.add_column(escape(label), justify="right")
+        table.add_column(label, justify="right")
     for label, cells in metric_rows(list(columns.values())):
-        table.add_row(escape(label), *(escape(c) for c in cells))
+        table.add_row(label, *cells)
     return table
 
 
@@ -93,34 +122,39 @@ def evaluate_view(m: dict[str, Any]) -> list[Union[str, Table]]:
     not the run's own), then the metrics table (a column per label-free adaptation asked for, beside the
     plain numbers), then the threshold and the calibration."""
     lines: list[Union[str, Table]] = list(shift_lines(m["shift"])) if "shift" in m else []
+    lines += m.get("left_out", [])
+    copies = m.get("copies_of_training_images")
+    if copies:
+        lines.append(
+            f"warning: {copies} of the {m['n']} test images are copies of the run's training or validation "
+            "images (the same pixels): on them the numbers measure what the model memorised, not what it learned"
+        )
     columns = {"test images": m, **{ADAPTED[name]: numbers for name, numbers in m.get("adapted", {}).items()}}
     lines.append(metrics_table(columns))
     rule = m.get("threshold_rule")
     if rule not in (None, "fixed") or (m.get("threshold") not in (None, 0.5)):
         where = m.get("threshold_chosen_on")
         chosen = f", chosen by '{rule}' on {where}" if where else ""
-        lines.append(escape(f"threshold: {m['positive_class']} when its probability >= {m['threshold']:.3f}{chosen}"))
+        lines.append(f"threshold: {m['positive_class']} when its probability >= {m['threshold']:.3f}{chosen}")
     calibration = m.get("calibration")
     if calibration and "temperature" in calibration:
         before, after = calibration["ece_before"], calibration["ece_after"]
         ece = "n/a" if before is None or after is None else f"{before:.3f} -> {after:.3f}"
         lines.append(
-            escape(
-                f"calibration: temperature {calibration['temperature']:.2f} fitted on {calibration['fitted_on']}; "
-                f"expected calibration error on the test images {ece} (reliability.png)"
-            )
+            f"calibration: temperature {calibration['temperature']:.2f} fitted on {calibration['fitted_on']}; "
+            f"expected calibration error on the test images {ece} (reliability.png)"
         )
     elif calibration and "note" in calibration:
-        lines.append(escape(calibration["note"]))
+        lines.append(calibration["note"])
     prior = m.get("adapted", {}).get("prior")
     if prior:
         pos = m.get("positive_class") or list(prior["estimated_prior"])[-1]
         est, assumed = prior["estimated_prior"][pos], prior["model_prior"][pos]
+        interval = prior.get("estimated_share_interval")
+        how = f" ({percent(interval[0])}-{percent(interval[1])}, BBSE)" if interval else " (EM)"
         lines.append(
-            escape(
-                f"prior adjustment (label-free): {pos} share of the test images estimated {percent(est)}, "
-                f"the model assumed {percent(assumed)}"
-            )
+            f"prior adjustment (label-free): {pos} share of the test images estimated {percent(est)}{how}, "
+            f"the model assumed {percent(assumed)}"
         )
     if "adabn" in m.get("adapted", {}):
         lines.append("AdaBN (label-free): BatchNorm statistics recomputed on the test images.")
@@ -130,13 +164,13 @@ def evaluate_view(m: dict[str, Any]) -> list[Union[str, Table]]:
 def shift_lines(shift: dict[str, Any]) -> list[str]:
     """The shift report's verdicts, as ``xraykit shift`` and ``xraykit evaluate`` print them."""
     if "note" in shift:
-        return [escape(shift["note"])]
+        return [shift["note"]]
     lines = [
         f"Shift: {percent(shift['unusual_share'])} of the {shift['images']} images lie beyond 95% of the run's "
         f"validation images in what the network sees (expected about {percent(shift['expected_unusual_share'])}), "
         f"{percent(shift['far_share'])} far beyond all of them."
     ]
-    lines += [escape(f"  - {v}") for v in shift["verdicts"]]
+    lines += [f"  - {v}" for v in shift["verdicts"]]
     return lines
 
 
@@ -152,7 +186,7 @@ def print_predictions(results: list[dict[str, Any]], as_json: bool) -> None:
     if hinted:
         table.add_column("unusual?", justify="right")
     for r in results:
-        row = [escape(r["path"]), r["label"], f"{r['probability']:.3f}"]
+        row = [r["path"], r["label"], f"{r['probability']:.3f}"]
         if hinted:
             row.append(familiarity_hint(r))
         table.add_row(*row)
@@ -210,7 +244,7 @@ def print_gallery(s: dict[str, Any], where: Union[str, Path]) -> None:
         table.add_row(row["variant"], *("-" if x is None else f"{x:.3f}" for x in numbers), chance)
     console.print(table)
     kinds = ", ".join(f"{'right' if p['correct'] else 'wrong'} {p['true']}" for p in s["images"])
-    console.print(f"Images shown: {kinds}. Wrote {where}/explain_gallery.png and explain_gallery.json", markup=False)
+    console.print(f"Images shown: {kinds}. Wrote {where}/explain_gallery.png and explain_gallery.json")
 
 
 def print_plugins() -> None:
@@ -229,8 +263,8 @@ def print_plugins() -> None:
         ft = Table(title="failed plugins")
         ft.add_column("plugin")
         ft.add_column("reason")
-        for f in failed:  # a reason is an exception's text: print it as it is, never as rich markup
-            ft.add_row(escape(f.plugin), escape(f.reason))
+        for f in failed:  # a reason is an exception's text: printed as it is (the console reads no markup)
+            ft.add_row(f.plugin, f.reason)
         console.print(ft)
 
 

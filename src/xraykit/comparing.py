@@ -12,7 +12,7 @@ from torch import nn
 
 from . import figures, plugins, report
 from .config import TrainConfig, option_names
-from .data.loading import DataLike, choose_validation, held_out_test, load_data
+from .data.loading import DataLike, choose_validation, data_name, held_out_test, load_data
 from .devices import resolve_precision
 from .errors import WeightsUnavailableError, XrayError
 from .evaluation import evaluate, misclassified, titles
@@ -23,7 +23,7 @@ from .io import write_json
 from .loop import Callbacks
 from .progress import callbacks_for
 from .runs import Run
-from .training import train
+from .training import resume, train
 from .uncertainty import binomial_interval, paired_difference
 
 
@@ -44,7 +44,9 @@ def compare(
     Args:
         data: what both tasks train and are tested on, as for :func:`xraykit.train`; it needs a test split.
         out: the folder of the page: ``report.md``, ``metrics.json``, the figures side by side, and each
-            task's run in ``task1.1-scratch/`` and ``task1.2-finetune/``. One that already holds them is refused.
+            task's run in ``task1.1-scratch/`` and ``task1.2-finetune/``. One that holds a finished compare is
+            refused; one that holds an interrupted compare is continued where it stopped, when the options
+            are the same (the same command run again), and refused when they are not.
         finetune_weights: Task 1.2's starting weights, a name such as ``"imagenet"`` or a checkpoint file;
             ``None``: the finetune strategy's own (ImageNet's).
         quiet: messages only, no progress bars.
@@ -57,13 +59,29 @@ def compare(
             difference of their accuracies on the same images under ``"paired"``, and the ``"notes"`` said.
 
     Raises:
-        XrayError: ``task``, ``weights`` or ``lr`` among the options, an option out of range, ``out`` already
-            holding a run, data without a test split, or Task 1.2's weights not to be had.
+        XrayError: ``task``, ``weights`` or ``lr`` among the options, an option out of range, ``out`` holding a
+            finished compare or one made with other options, data without a test split, or Task 1.2's weights
+            not to be had.
     """
     return _compare(data, Path(out), finetune_weights, quiet, options, TITLE, demo=False)
 
 
 TITLE = "Task 1.1 (from scratch) vs Task 1.2 (fine-tuning)"
+TASK_FOLDERS = ("task1.1-scratch", "task1.2-finetune")
+
+
+def _same_choices(run: Run, config: TrainConfig, data: DataLike, folder: Path) -> None:
+    """Refuse to continue a task's run made with other choices than this compare's: running the same
+    command again continues an interrupted compare; another command needs another ``--out``."""
+    wanted = {name: getattr(config, name) for name in option_names(per_task=False)}
+    wanted["data"] = "in-memory" if isinstance(data, dict) else data_name(data)
+    for name, value in wanted.items():
+        had = getattr(run.config, name)
+        if had != value:
+            raise XrayError(
+                f"{folder}: holds a run made with other choices ({name} {had}, here {value}); give the same "
+                "options to continue that compare, or pick another --out"
+            )
 
 
 def _compare(
@@ -83,9 +101,13 @@ def _compare(
     config = TrainConfig.for_recipe(**common)  # the options, checked before any image is loaded
     backbone, image_size, seed = config.backbone, config.image_size, config.seed
     device, precision, val_from_train = config.device, config.precision, config.val_from_train
-    taken = [name for name in ("task1.1-scratch", "task1.2-finetune") if (out / name / "config.json").exists()]
-    if taken:  # checked before any training, so that a mistaken --out costs nothing and overwrites nothing
-        raise XrayError(f"{out}: already holds a run ({taken[0]}/); pick another --out")
+    # Before any training: a mistaken --out costs nothing and overwrites nothing. A finished compare (its
+    # metrics.json written) is kept; an interrupted one is continued by the same command.
+    if (out / "metrics.json").exists() and any((out / name / "config.json").exists() for name in TASK_FOLDERS):
+        raise XrayError(f"{out}: already holds a run (a finished compare); pick another --out")
+    for name in TASK_FOLDERS:
+        if (out / name / "config.json").exists():
+            _same_choices(Run.open(out / name), config, data, out / name)
     if not isinstance(data, dict):  # a mistyped path is named before any question about weights
         plugins.dataset_source(str(data))
     if finetune_weights is not None or not demo:  # Task 1.2's weights, found before minutes of Task 1.1
@@ -97,17 +119,24 @@ def _compare(
     common.update(quiet=quiet, data_name=None if isinstance(data, dict) else str(data))
     notes: list[str] = []
     runs: dict[str, Run] = {}
-    runs["Task 1.1: scratch"] = train(splits, "scratch", out=out / "task1.1-scratch", **common)
+
+    def train_or_continue(task: str, folder: Path, **given: Any) -> Run:
+        """A task's run: continued where an interrupted compare left it (the same choices, checked above)."""
+        if (folder / "config.json").exists():
+            return resume(folder, quiet=quiet, data=splits)
+        return train(splits, task, out=folder, **given, **common)
+
+    runs["Task 1.1: scratch"] = train_or_continue("scratch", out / "task1.1-scratch")
     weights = finetune_weights
     if weights is None and demo:
         weights = _demo_weights(runs["Task 1.1: scratch"], callbacks_for("finetune", quiet, None), notes, backbone)
-    runs["Task 1.2: finetune"] = train(splits, "finetune", weights=weights, out=out / "task1.2-finetune", **common)
+    runs["Task 1.2: finetune"] = train_or_continue("finetune", out / "task1.2-finetune", weights=weights)
 
     say = callbacks_for("compare", quiet, None)
     for label, run in runs.items():
         note = report.last_epoch_note(label, run.history, run.config.select, run.path, run.data_argument or "DATA")
         if note:
-            say.message(f"[yellow]{note}[/]")
+            say.message(note)
             notes.append(note)
 
     results = {}
@@ -246,7 +275,7 @@ def _demo_weights(first_run: Run, cb: Callbacks, notes: list[str], backbone: str
             f"demo's own Task 1.1 checkpoint instead ({fallback}). Place the ImageNet file in torch's cache "
             f"or pass --weights to use them."
         )
-        cb.message(f"[yellow]{note}[/]")
+        cb.message(note)
         notes.append(note)
         return fallback
 

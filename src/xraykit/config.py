@@ -93,6 +93,10 @@ class RunRecord:
     # What the run trains in, "32" or "bf16-mixed": its config's precision resolved once, when the run was made.
     # A run from before 0.2 recorded none; every run then trained in float32.
     precision: str = "32"
+    # What was found in the data and said when the run began: an image in two class folders, ...
+    data_warnings: list[str] = field(default_factory=list)
+    # The validation images' fingerprint (xraykit.data.copies.fingerprint); empty in runs from before 0.4.
+    val_fingerprint: str = ""
 
     @classmethod
     def from_dict(cls, d: Any) -> RunRecord:

@@ -21,19 +21,20 @@ import torch
 from torch import nn
 
 from . import figures, shift_report
-from .adaptation import adapt_batchnorm, adjust_to_prior, estimate_prior, model_prior_of
+from .adaptation import adapt_batchnorm, adjust_to_prior, estimate_prior, estimate_prior_bbse, model_prior_of
 from .calibration import Threshold, calibrate, choose_threshold, parse_threshold, reliability_figure
+from .data.copies import copies_of
 from .data.images import load_image
-from .data.loading import DataLike, data_name, describe, held_out_test, load_data
+from .data.loading import DataLike, data_folder, data_name, describe, held_out_test, left_out_of, load_data
 from .devices import accelerated, resolve_device, resolve_precision
 from .errors import XrayError
 from .explaining import explain_maps
 from .inference import predict_logits, to_input
 from .interfaces import Backbone, XrayData
-from .io import save_figure, write_json
+from .io import refuse_inside, save_figure, write_json
 from .metrics import compute_metrics, positive_class, predictions
 from .progress import console
-from .runs import Run, RunLike
+from .runs import Run, RunLike, refuse_other_run
 from .tables import Metrics
 from .uncertainty import intervals
 
@@ -99,16 +100,19 @@ def evaluate(
             f"threshold {threshold}: a threshold needs two classes; {run.path} has {run.config.num_classes}"
         )
     out_dir = Path(out) if out is not None else run.path
+    refuse_inside(out_dir, [data_folder(data), data_folder(run.config.data)])
+    refuse_other_run(out_dir, run)
     skipped: list[str] = []
 
     def on_skip(message: str) -> None:
         skipped.append(message)
         if not quiet:
-            console.print(f"skipped {message}", markup=False)
+            console.print(f"skipped {message}")
 
     test = held_out_test(load_data(data, run.config.image_size, skip_bad, on_skip), describe(data))
     run.check_classes(test, describe(data))
-    model, bb = run.load_model(which), run.backbone
+    state = run.load_checkpoint(which)
+    model, bb = run.load_model(which, state), run.backbone
     dev = resolve_device(device)
     how = resolve_precision(precision, dev)
     logits = _logits(model, test.images, bb, dev, how)
@@ -116,8 +120,10 @@ def evaluate(
 
     val: Optional[XrayData] = None
     val_note = None
+    copies = None  # test images with the pixels of a training or validation image: they measure memory
     try:
-        val = run.train_and_val()[1]
+        seen, val = run.train_and_val(same_as_training=True)  # a threshold is refitted on those images only
+        copies = copies_of(test, [seen, val])
     except XrayError as exc:
         val_note = str(exc)
     val_logits = None if val is None else _logits(model, val.images, bb, dev, how)
@@ -138,7 +144,10 @@ def evaluate(
             "run": str(run.path),
             "data": "in-memory" if isinstance(data, dict) else str(data),
             "checkpoint": run.checkpoint_path(which).name,
+            "checkpoint_epoch": state.get("epoch"),
             "skipped_files": skipped,
+            **({} if copies is None else {"copies_of_training_images": copies}),
+            **({"left_out": left} if (left := left_out_of(data)) else {}),
         }
     )
     if val_logits is not None and val is not None:
@@ -147,7 +156,8 @@ def evaluate(
     else:
         metrics["calibration"] = {"note": f"calibration skipped: {val_note}"}
     if adapt:
-        metrics["adapted"] = _adapted(run, model, bb, test, probs, chosen, adapt, dev, how)
+        validation = None if val_logits is None or val is None else (val_logits.softmax(1), val.labels)
+        metrics["adapted"] = _adapted(run, model, bb, test, probs, chosen, adapt, dev, how, validation)
     shift = _shift_check(run, data, test, which, model, out_dir)
     if shift is not None:
         metrics["shift"] = shift
@@ -224,8 +234,14 @@ def _adapted(
     adapt: Sequence[str],
     device: torch.device,
     precision: str,
+    validation: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> dict[str, Any]:
-    """The numbers after each label-free adaptation to the test images (their labels only score the result)."""
+    """The numbers after each label-free adaptation to the test images (their labels only score the result).
+
+    The prior adjustment takes the class shares estimated by BBSE from the run's validation images
+    (``validation``: their probabilities and labels), which survives a model that is not calibrated; EM's
+    estimate is reported beside it, and used only where no validation image is at hand.
+    """
     out: dict[str, Any] = {}
     if "adabn" in adapt:
         adapted = adapt_batchnorm(model.cpu(), to_input(test.images, bb))
@@ -233,12 +249,20 @@ def _adapted(
         out["adabn"] = _scored(adapted_probs, test.labels, run.classes, threshold)
     if "prior" in adapt:
         model_prior, assumed = model_prior_of(run)
-        new_prior = estimate_prior(probs, model_prior)
-        adjusted = adjust_to_prior(probs.double(), model_prior, new_prior).float()
+        em = estimate_prior(probs, model_prior)
+        estimate: dict[str, Any] = {"estimator": "em (no validation images to measure the confusion matrix on)"}
+        new_prior = em
+        if validation is not None:
+            bbse = estimate_prior_bbse(validation[0], validation[1], probs)
+            new_prior = torch.tensor(bbse["prior"])
+            estimate = {"estimator": "bbse", "estimated_share_interval": bbse["interval"]}
+        adjusted = adjust_to_prior(probs.double(), model_prior, new_prior)  # double: no ties made by rounding
         out["prior"] = {
             "model_prior": dict(zip(run.classes, model_prior.tolist())),
             "model_prior_from": assumed,
             "estimated_prior": dict(zip(run.classes, new_prior.tolist())),
+            **estimate,
+            "em_estimate": dict(zip(run.classes, em.tolist())),
             **_scored(adjusted, test.labels, run.classes, threshold),
         }
     return out

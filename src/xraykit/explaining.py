@@ -22,7 +22,7 @@ from .devices import autocast, resolve_precision
 from .errors import XrayError, display_path
 from .inference import predict_proba, to_input
 from .interfaces import Backbone, XrayData
-from .io import write_json
+from .io import refuse_inside, refuse_over_inputs, write_json
 from .runs import Run, RunLike
 from .variants import variant_label
 
@@ -151,6 +151,11 @@ def explain(
         raise XrayError("no images given")
     if target != "predicted" and target not in run.classes:
         raise XrayError(f"Unknown target '{target}'. Known: predicted, {', '.join(run.classes)}")
+    out_dir = Path(out) if out is not None else run.path / "explain"
+    paths = [Path(p) for p in images]
+    refuse_inside(out_dir, [p.parent for p in paths if p.parent.name in run.classes], "class folder")
+    names = figure_names(paths, method)
+    refuse_over_inputs([out_dir / name for name in names], paths)
     model, bb = run.load_model(which), run.backbone
     batch = torch.stack([load_image(p, run.config.image_size) for p in images])
     cpu = torch.device("cpu")
@@ -160,11 +165,9 @@ def explain(
     targets = preds if target == "predicted" else torch.full_like(preds, run.classes.index(target))
     with autocast(how, cpu):
         maps = explain_maps(model, bb, batch, targets, method, **options).float()
-    out_dir = Path(out) if out is not None else run.path / "explain"
     map_title = "Class Activation Map" if method == "cam" else f"{method} attribution"
     written = []
-    paths = [Path(p) for p in images]
-    for i, (path, name) in enumerate(zip(paths, figure_names(paths, method))):
+    for i, (path, name) in enumerate(zip(paths, names)):
         truth = path.parent.name if path.parent.name in run.classes else "unknown"
         title = (
             f"{display_path(path.name)}\ntrue {truth}, predicted {run.classes[preds[i]]} ({probs[i, preds[i]]:.2f})\n"

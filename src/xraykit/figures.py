@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .errors import XrayError, display_path
-from .io import save_figure
+from .io import plain_text, save_figure
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -74,7 +74,7 @@ def loss_curves(histories: dict[str, list[dict]], path: PathLike, title: Optiona
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    plain_text(fig).tight_layout()
     save_figure(path, fig)
     return fig
 
@@ -94,7 +94,7 @@ def confusion_matrix(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
+    plain_text(fig).tight_layout()
     save_figure(path, fig)
     return fig
 
@@ -122,7 +122,7 @@ def image_grid(
         axes[0, 0].text(0.5, 0.5, empty_text, ha="center", va="center")
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
+    plain_text(fig).tight_layout()
     save_figure(path, fig)
     return fig
 
@@ -132,7 +132,7 @@ def _colour_bar(fig: Figure) -> None:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    plain_text(fig).tight_layout(rect=(0, 0.06, 1, 1))
     axis = fig.add_axes((0.3, 0.025, 0.4, 0.015))
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), cax=axis, orientation="horizontal")
     bar.set_label("each map scaled to its own maximum: 0 (blue) to 1 (red)", fontsize=7)

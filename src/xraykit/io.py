@@ -1,7 +1,9 @@
-"""Atomic file writes: a file is either its old self or completely new, never half-written.
+"""Atomic file writes: a file is either its old self or completely new, never half-written; and where
+outputs may not go.
 
 Every output of xraykit goes through here, so killing a run at any moment leaves a run
-folder whose files all load.
+folder whose files all load. No output goes inside a data set the command reads (a figure in a
+class folder is an X-ray of that class to the next command) or over one of its inputs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Optional
 
 from .errors import XrayError, display_path
 
@@ -45,6 +47,32 @@ def _cannot_write(path: Path, exc: BaseException) -> XrayError:
     else:  # torch's zip writer says "PytorchStreamWriter failed writing file ..." for a full disk
         why = f"the write failed, is the disk full? ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
     return XrayError(f"{display_path(path)}: cannot write this file ({why})")
+
+
+def refuse_inside(out: str | os.PathLike, data: Iterable[Optional[Path]], what: str = "data set") -> None:
+    """Refuse an output folder that is, or lies inside, one of the data folders this command reads.
+
+    ``data`` holds the folders read (``None`` for data that is not a folder: ``sample``, an .npz file);
+    ``what`` names them in the message.
+    """
+    where = Path(out).resolve()
+    for folder in data:
+        if folder is not None and (where == folder.resolve() or folder.resolve() in where.parents):
+            raise XrayError(
+                f"{display_path(Path(out))}: lies inside the {what} {display_path(folder)} that this command reads; "
+                f"what it writes there would be read as images or classes of it: choose a folder outside it"
+            )
+
+
+def refuse_over_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """Refuse to write a file over one of the command's own input files."""
+    read = {Path(p).resolve(): Path(p) for p in inputs}
+    for path in outputs:
+        if path.resolve() in read:
+            raise XrayError(
+                f"{display_path(path)}: is one of this command's input images; writing there would replace it: "
+                "choose another --out"
+            )
 
 
 @contextmanager
@@ -116,12 +144,21 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
             raise _cannot_write(Path(path), exc) from None
 
 
+def plain_text(fig: Any) -> Any:
+    """Every text of ``fig`` drawn as it is written: an image named ``a$\\foo$.png`` in a title is a name,
+    not mathematics for matplotlib to parse (and fail on). xraykit draws no formula."""
+    for text in fig.findobj(lambda artist: hasattr(artist, "set_parse_math")):
+        text.set_parse_math(False)
+    return fig
+
+
 def save_figure(path: str | os.PathLike, fig: Any) -> None:
     """Save a matplotlib figure atomically as PNG; one made through ``pyplot`` is closed too.
 
     A :class:`~matplotlib.figure.Figure` made directly (as :mod:`xraykit.figures` makes them)
     belongs to no window and is freed like any object; pyplot keeps its own until closed.
     """
+    plain_text(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     pyplot = sys.modules.get("matplotlib.pyplot")

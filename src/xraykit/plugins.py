@@ -82,6 +82,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     for ep in importlib.metadata.entry_points(group="xraykit"):
         if pm.has_plugin(ep.name):
+            where = getattr(ep.dist, "name", None) or ep.value
+            _load_failures.append(
+                Failure(
+                    ep.name,
+                    f"not loaded: entry point '{ep.name}' ({where}) has the name of a plugin already registered",
+                )
+            )
             continue
         try:
             pm.register(ep.load(), name=ep.name)
@@ -164,9 +171,45 @@ def _collect(kind: str) -> tuple[dict[str, Entry], list[Failure]]:
 
         try:
             impl.function(register=add)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook must not end every command
             failures.append(Failure(plugin, f"{KINDS[kind]} raised {type(exc).__name__}: {exc}"))
     return entries, failures
+
+
+def _files(plugin: object) -> list[str]:
+    """The source files (or package folders) of a registered plugin: a module, or an object of a class."""
+    import inspect
+
+    module = plugin if inspect.ismodule(plugin) else inspect.getmodule(type(plugin))
+    file = getattr(module, "__file__", None)
+    if not file:
+        return []
+    path = Path(file).resolve()
+    return [str(path.parent) + os.sep] if path.name == "__init__.py" else [str(path)]
+
+
+def blame(exc: BaseException) -> str | None:
+    """The outside plugin whose code raised ``exc`` (its innermost frame in the traceback), or ``None``.
+
+    A backbone's ``build()``, a dataset's ``can_load()`` or an explainer can raise anything; the
+    command line turns such an error into one line naming the plugin, as it does a failed import.
+    Built-in plugins are xraykit's own code: their errors are never blamed on a plugin.
+    """
+    if _pm is None:
+        return None
+    owners = {}
+    for name, plugin in _pm.list_name_plugin():
+        if name not in DEFAULT_PLUGINS and plugin is not None:
+            owners.update({f: name for f in _files(plugin)})
+    tb = exc.__traceback__
+    found = None
+    while tb is not None:
+        file = str(Path(tb.tb_frame.f_code.co_filename).resolve())
+        for prefix, name in owners.items():
+            if file == prefix or (prefix.endswith(os.sep) and file.startswith(prefix)):
+                found = name
+        tb = tb.tb_next
+    return found
 
 
 def entries(kind: str) -> dict[str, Entry]:
@@ -230,11 +273,19 @@ def explainer(name: str) -> Explainer:
 
 
 def dataset_source(location: str) -> DatasetSource:
-    """The first registered dataset source that can load ``location``."""
-    for entry in entries("dataset").values():
-        if entry.obj.can_load(location):
-            found: DatasetSource = entry.obj
-            return found
+    """The one registered dataset source that can load ``location``.
+
+    A name two sources claim is refused rather than guessed: with a folder called ``sample`` in the
+    working directory, ``sample`` could be either that folder or the built-in images.
+    """
+    claiming = [entry for entry in entries("dataset").values() if entry.obj.can_load(location)]
+    if len(claiming) > 1:
+        names = " and ".join(f"'{e.name}'" for e in claiming)
+        hint = f"; write ./{location} for the folder" if "folder" in [e.name for e in claiming] else ""
+        raise XrayError(f"{location}: ambiguous, the dataset sources {names} both read it{hint}")
+    if claiming:
+        found: DatasetSource = claiming[0].obj
+        return found
     known = ", ".join(sorted(entries("dataset")))
     raise XrayError(f"{location}: no such folder, and no dataset plugin reads it (dataset sources: {known})")
 

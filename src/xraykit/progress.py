@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from . import distributed
+from .cli_views import console
 from .loop import Callbacks
-
-console = Console(highlight=False)
 
 
 class RichCallbacks(Callbacks):
@@ -26,7 +25,7 @@ class RichCallbacks(Callbacks):
         self.epochs = epochs
         if self.progress is None:
             self.progress = Progress(
-                TextColumn("[bold]{task.fields[label]}[/] epoch {task.fields[epoch]}"),
+                TextColumn("{task.fields[label]} epoch {task.fields[epoch]}", style="bold", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("batches  loss {task.fields[loss]}"),
@@ -44,15 +43,18 @@ class RichCallbacks(Callbacks):
 
     def on_epoch_end(self, record: dict) -> None:
         console.print(
-            f"[bold]{self.label}[/] epoch {record['epoch']:>2}/{self.epochs}: train loss {record['train_loss']:.4f}  "
-            f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.3f}  ({record['seconds']:.1f} s)"
+            Text.assemble(
+                (self.label, "bold"),
+                f" epoch {record['epoch']:>2}/{self.epochs}: train loss {record['train_loss']:.4f}  "
+                f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.3f}  ({record['seconds']:.1f} s)",
+            )
         )
         if record["epoch"] >= self.epochs and self.progress is not None:
             self.progress.stop()
             self.progress = None
 
     def message(self, text: str) -> None:
-        console.print(f"[cyan]{self.label}:[/] {text}")
+        console.print(Text.assemble((f"{self.label}:", "cyan"), " ", text))
 
 
 class QuietCallbacks(Callbacks):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,18 @@ from .tables import metric_rows, paired_sentence
 CREDIT = (
     "Real chest X-rays: Kermany, Zhang and Goldbaum (2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0."
 )
+
+
+def md_text(text: str) -> str:
+    """``text`` as Markdown shows it, letter for letter: a class folder named ``<img ...>`` or ``[v2]`` is a
+    name, not HTML or a link."""
+    return re.sub(r"([\\`*\[\]|])", r"\\\1", html.escape(str(text), quote=False))
+
+
+def md_code(text: str) -> str:
+    """``text`` as inline code, whatever backticks it holds."""
+    fence = "``" if "`" in str(text) else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
 
 
 def last_epoch_note(label: str, history: list[dict], select: str, run_path, data: str) -> str | None:
@@ -52,10 +66,10 @@ def write_report(
     lines = [f"# {title}", ""]
     if notes:
         lines += [f"> **Note.** {n}" for n in notes] + [""]
-    lines += [f"Data: `{first['data']}`. {next(iter(runs.values())).record.validation}.", ""]
+    lines += [f"Data: {md_code(first['data'])}. {md_text(next(iter(runs.values())).record.validation)}.", ""]
     lines += ["## Test results", "", "| | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
     for name, cells in metric_rows(list(results.values())):
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_text(name)} | " + " | ".join(md_text(c) for c in cells) + " |")
     if "intervals" in first:
         lines += [
             "",
@@ -65,14 +79,15 @@ def write_report(
         ]
     if paired:
         lines += ["", f"**Paired on the same images.** {paired_sentence(paired)}."]
-    lines += ["", "Confusion matrices (rows: true class, columns: predicted; order " + ", ".join(classes) + "):", ""]
+    order = ", ".join(md_text(c) for c in classes)
+    lines += ["", f"Confusion matrices (rows: true class, columns: predicted; order {order}):", ""]
     for label, m in results.items():
         lines.append(f"- {label}: `{m['confusion_matrix']}`")
     lines += ["", "## Runs", ""]
     for label, run in runs.items():
         c = run.config
         lines.append(
-            f"- {label}: `{run.path}` ({c.backbone}, {c.task}, lr {c.lr:g}, batch {c.batch_size}, "
+            f"- {label}: {md_code(run.path)} ({c.backbone}, {c.task}, lr {c.lr:g}, batch {c.batch_size}, "
             f"{c.epochs} epochs, {c.image_size} px, recipe {c.recipe}, seed {c.seed})"
         )
     lines.append("")

@@ -8,7 +8,9 @@ RUN/log.txt              what the run said while setting up (validation split, s
 RUN/loss_curves.png
 RUN/checkpoints/last.pt  end of the last finished epoch (resume from here)
 RUN/checkpoints/best.pt  lowest validation loss so far
-RUN/metrics.json         after `xraykit evaluate`
+RUN/metrics.json         after `xraykit evaluate`: names the checkpoint and the epoch it scored
+RUN/reference-<which>.pt the shift reference of a checkpoint, with that checkpoint's digest (made again
+                         when the checkpoint changes, as a resumed run's last.pt does)
 RUN/.xraykit-run         the claim: created by the one run that owns the folder, locked while it trains
 ```
 
@@ -20,6 +22,7 @@ keeps a second ``--resume`` from training the same run at once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 from pathlib import Path
@@ -29,6 +32,7 @@ from torch import nn
 
 from . import plugins
 from .config import RunRecord, TrainConfig
+from .data.copies import fingerprint
 from .data.loading import choose_validation, load_data
 from .errors import XrayError, display_path
 from .inference import apply_normalization
@@ -131,11 +135,13 @@ class Run:
             raise XrayError(f"{path}: not an xraykit checkpoint")
         return state
 
-    def train_and_val(self, skip_bad: bool | None = None) -> tuple[XrayData, XrayData]:
+    def train_and_val(self, skip_bad: bool | None = None, same_as_training: bool = False) -> tuple[XrayData, XrayData]:
         """The run's own training and validation images: its data loaded again, the split carved as in training.
 
         ``skip_bad`` defaults to what the run did. An :class:`XrayError` says why they cannot be
-        had (a run trained on data loaded in Python, a data folder since moved).
+        had (a run trained on data loaded in Python, a data folder since moved), and, with
+        ``same_as_training``, when the validation images differ from those the run recorded (a threshold
+        or a temperature refitted on them would then be fitted on other images, maybe training ones).
         """
         splits = self._data
         if splits is None:
@@ -147,6 +153,11 @@ class Run:
                 skip_bad = self.record.skip_bad or bool(self.record.skipped_files)
             splits = load_data(self.config.data, self.config.image_size, skip_bad=skip_bad)
         train, val, _ = choose_validation(splits, self.config.val_from_train, self.config.seed)
+        if same_as_training and self.record.val_fingerprint and fingerprint(val) != self.record.val_fingerprint:
+            raise XrayError(
+                f"{self.path}: the validation images carved from {self.config.data} today are not those the run was "
+                f"trained with ({len(val)} now, {self.record.val_images} then): the data changed since"
+            )
         return train, val
 
     def with_data(self, splits: dict[str, XrayData]) -> Run:
@@ -156,9 +167,18 @@ class Run:
         self._data = splits
         return self
 
-    def load_model(self, which: str | None = None) -> nn.Module:
-        """The trained network, on the CPU, in eval mode."""
-        state = self.load_checkpoint(which)
+    def checkpoint_digest(self, which: str | None = None) -> str:
+        """The SHA-256 of checkpoint ``which``'s bytes: files made from a checkpoint keep it, and are made again
+        when it differs (a resumed run writes a new ``last.pt`` under the same name)."""
+        digest = hashlib.sha256()
+        with open(self.checkpoint_path(which), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def load_model(self, which: str | None = None, state: dict | None = None) -> nn.Module:
+        """The trained network, on the CPU, in eval mode; from ``state`` when the checkpoint is already loaded."""
+        state = state if state is not None else self.load_checkpoint(which)
         backbone = self.backbone
         model = apply_normalization(backbone.build(self.config.num_classes), self.config.normalize)
         fit_state_dict(model, state["model"], backbone, str(self.checkpoint_path(which)), load_head=True)
@@ -185,6 +205,16 @@ def check_out(run_dir: Path) -> None:
     if (run_dir / "config.json").exists() or (run_dir / RUN_MARKER).exists():
         raise XrayError(
             f"{display_path(run_dir)}: already holds a run; pick another --out, or continue it with --resume {run_dir}"
+        )
+
+
+def refuse_other_run(out: Path, run: Run) -> None:
+    """Refuse an ``--out`` that is another run's folder: ``evaluate runB --out runA`` would replace runA's
+    ``metrics.json`` with numbers of runB."""
+    if out.resolve() != run.path.resolve() and ((out / "config.json").is_file() or (out / RUN_MARKER).exists()):
+        raise XrayError(
+            f"{display_path(out)}: is another run's folder; writing {display_path(run.path)}'s results there would "
+            "replace its own: choose another --out"
         )
 
 

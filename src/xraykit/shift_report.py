@@ -8,6 +8,7 @@ for what is measured.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -17,12 +18,12 @@ from torch import nn
 
 from . import figures
 from .data.images import load_image
-from .data.loading import DataLike, describe, load_data
+from .data.loading import DataLike, data_folder, describe, load_data
 from .errors import XrayError
 from .inference import head_inputs
 from .interfaces import Backbone, XrayData
-from .io import save_figure, save_torch, write_json
-from .runs import Run, RunLike
+from .io import plain_text, refuse_inside, save_figure, save_torch, write_json
+from .runs import Run, RunLike, refuse_other_run
 from .shift_measures import (
     UNUSUAL_PERCENTILE,
     Reference,
@@ -31,7 +32,7 @@ from .shift_measures import (
     intensity_stats,
     stat_distance,
 )
-from .uncertainty import binomial_tail
+from .uncertainty import binomial_tail, labels_needed
 from .weights import safe_load
 
 
@@ -42,17 +43,25 @@ def _features(model: nn.Module, backbone: Backbone, images: torch.Tensor) -> tor
 def run_reference(run: Run, which: Optional[str] = None, model: Optional[nn.Module] = None) -> Reference:
     """The reference of ``run``'s checkpoint ``which``: read from ``RUN/reference-<which>.pt``, or made once.
 
+    The file keeps the digest of the checkpoint it was made from; when the checkpoint has changed since
+    (a resumed run, a run still training), it is made again.
+
     Making it loads the run's own data again (the folder ``config.json`` names) and carves
     the same validation split as training did.
     """
     name = run.checkpoint_path(which).stem
     path = run.path / f"reference-{name}.pt"
-    if path.is_file():
-        return Reference.from_state(safe_load(path))
+    digest = run.checkpoint_digest(which)
+    try:
+        state = safe_load(path) if path.is_file() else None
+    except XrayError:  # a damaged reference is made again, like a stale one
+        state = None
+    if isinstance(state, dict) and state.get("checkpoint_sha256") == digest:
+        return Reference.from_state(state)
     train, val = run.train_and_val(skip_bad=True)  # a reference is a hint: an unreadable image is left out
     model = model if model is not None else run.load_model(which)
     reference = build_reference(_features, run.backbone, model, train, val)
-    save_torch(path, reference.to_state())
+    save_torch(path, {**reference.to_state(), "checkpoint_sha256": digest})
     return reference
 
 
@@ -102,6 +111,9 @@ def shift(
         XrayError: data that cannot be loaded, or a ``split`` it does not have.
     """
     run = Run.open(run)
+    out_dir = Path(out) if out is not None else run.path
+    refuse_inside(out_dir, [data_folder(data), data_folder(run.config.data)])
+    refuse_other_run(out_dir, run)
     splits = load_data(data, run.config.image_size)
     if split not in splits:
         raise XrayError(f"{describe(data)}: no {split} split to compare (it has: {', '.join(splits)})")
@@ -151,6 +163,21 @@ def compare_images(
         verdicts += sentences
 
     unusual_all = float((scores["percentile"] > UNUSUAL_PERCENTILE).float().mean())
+    shifted = any("not to hold" in v for v in verdicts)
+    if shifted and len(new) >= MIN_ADABN_IMAGES:
+        verdicts.append(
+            f"label-free help: `xraykit evaluate RUN DATA --adapt adabn` re-estimates the BatchNorm statistics on "
+            f"these {len(new)} images; sound for a folder from one site (not for a handful, nor a mix of sites), "
+            "and reported beside the plain numbers, since it can also hurt"
+        )
+    needed = _labels_needed(run)
+    verdicts.append(
+        "what no label-free report can see: a new share of pneumonia or labels that mean something else "
+        f"(label or concept shift) leave the features looking {'as they do' if shifted else 'typical'}; "
+        f"label {needed['images']} of these images and `xraykit evaluate` gives the accuracy here within "
+        f"+-{needed['half_width']:.0%} (95%), if it is about {needed['assumed_accuracy']:.0%} "
+        f"({needed['at_worst']} at worst)"
+    )
     order = scores["distance"].argsort(descending=True)[:show]
     report: dict[str, Any] = {
         "run": str(run.path),
@@ -164,6 +191,7 @@ def compare_images(
         "intensity_distance": {s: stat_distance(reference.train_stats[s], v) for s, v in stats.items()},
         "groups": groups,
         "verdicts": verdicts,
+        "labels_needed": needed,
         "most_unusual": [
             {
                 "path": new.paths[i] if new.paths else str(i),
@@ -190,6 +218,24 @@ def compare_images(
 
 
 MIN_CALIBRATION_IMAGES = 20  # fewer validation images than this cannot say what a 95th percentile is
+
+
+MIN_ADABN_IMAGES = 32  # AdaBN's statistics from fewer images than this are noise, not a site's look
+LABELS_HALF_WIDTH = 0.05  # the accuracy at a new site measured to +-5 points
+
+
+def _labels_needed(run: Run) -> dict[str, Any]:
+    """How many labelled images would measure the accuracy at the new site to +-5 points: near the run's last
+    validation accuracy (at most 95%: validation flatters, and a new site is where it stops), and at worst (50%)."""
+    last = run.history[-1].get("val_accuracy") if run.history else None
+    assumed = min(float(last), 0.95) if isinstance(last, (int, float)) and math.isfinite(last) else 0.5
+    assumed = max(assumed, 0.5)
+    return {
+        "half_width": LABELS_HALF_WIDTH,
+        "assumed_accuracy": assumed,
+        "images": labels_needed(LABELS_HALF_WIDTH, assumed),
+        "at_worst": labels_needed(LABELS_HALF_WIDTH, 0.5),
+    }
 
 
 SHIFT_P = 0.01  # an excess of unusual images is called a shift only when chance explains it this rarely
@@ -228,7 +274,7 @@ def distance_figure(reference: Reference, distances: torch.Tensor, label: str) -
     ax.set_xlabel("feature distance to the training images")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    plain_text(fig).tight_layout()
     return fig
 
 

@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-from rich.markup import escape
 from torch import nn
 
 from . import distributed, figures, plugins, progress
 from .config import RunRecord, TrainConfig
 from .data import loading
-from .data.loading import DataLike, choose_validation, describe, load_data
+from .data.copies import fingerprint, in_two_classes
+from .data.loading import DataLike, choose_validation, data_folder, describe, left_out_of, load_data
 from .devices import resolve_device, resolve_precision
 from .errors import XrayError
 from .inference import apply_normalization
 from .interfaces import Backbone, Strategy, XrayData
-from .io import write_json, write_text
+from .io import refuse_inside, write_json, write_text
 from .loop import Callbacks, fit
 from .preflight import check_checkpoint, check_device, check_fits, check_train_split, check_trains
 from .runs import Run, RunLike, check_out, claim_run_folder, hold_run_folder, release_run_folder, unlock
@@ -84,12 +84,13 @@ def train(
     precision_used = resolve_precision(config.precision, resolve_device(config.device))  # refused before loading
     if out is not None:
         check_out(Path(out))  # before minutes of loading: a folder in use, or a file in the way
+        refuse_inside(out, [data_folder(data)])
     cb = progress.callbacks_for(task, quiet, callbacks)
     log: list[str] = []  # what the terminal was told while setting up; kept as RUN/log.txt
 
     def note(text: str) -> None:
         log.append(text)
-        cb.message(escape(text))  # file names are not markup
+        cb.message(text)
 
     skipped: list[str] = []
 
@@ -103,6 +104,9 @@ def train(
         note(f"{len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} skipped (--skip-bad)")
     train_data, val_data, how = choose_validation(splits, config.val_from_train, config.seed)
     note(how)
+    warnings = [w for w in (in_two_classes(splits["train"]),) if w] + left_out_of(data)
+    for warning in warnings:
+        note(warning)
 
     device_used = distributed.setup(
         resolve_device(config.device)
@@ -110,6 +114,7 @@ def train(
     default = Path("runs") / distributed.rank0_value(f"{task}-{datetime.now():%Y%m%d-%H%M%S}")
     run_dir = Path(out) if out is not None else default
     check_out(run_dir)
+    refuse_inside(run_dir, [data_folder(data)])
     distributed.barrier()  # every process has looked before rank 0 writes there
 
     config = config.replace(num_classes=len(train_data.classes), classes=list(train_data.classes))
@@ -130,6 +135,8 @@ def train(
         total_parameters=total,
         skipped_files=skipped,
         skip_bad=skip_bad,
+        data_warnings=warnings,
+        val_fingerprint=fingerprint(val_data),
         versions=_versions(),
         precision=precision_used,
     )
@@ -202,10 +209,8 @@ def resume(
         return run
     if (len(train_data), len(val_data)) != (record.train_images, record.val_images):
         cb.message(
-            escape(
-                f"warning: {data} now gives {len(train_data)} training and {len(val_data)} validation "
-                f"images, the run began with {record.train_images} and {record.val_images}"
-            )
+            f"warning: {data} now gives {len(train_data)} training and {len(val_data)} validation "
+            f"images, the run began with {record.train_images} and {record.val_images}"
         )
     bb, strategy = plugins.backbone(config.backbone), plugins.strategy(config.task)
     if state is None:
@@ -216,7 +221,7 @@ def resume(
     model, _ = build_model(bb, strategy, config, load=state is None)  # a checkpoint brings its own weights
     if state is not None:  # another backbone's checkpoint, NaN weights, an optimizer of another model: one line
         check_fits(model, bb, state, run.path / "checkpoints" / "last.pt")
-    cb.message(escape(text))
+    cb.message(text)
     # A kill in the middle of a save leaves its temporary file (.last.pt.XXXX.tmp); only training writes these.
     for stale in [*run.path.glob(".*.json.*.tmp"), *run.path.glob("checkpoints/.*.pt.*.tmp")]:
         stale.unlink(missing_ok=True)

@@ -122,6 +122,34 @@ def mcnemar_exact(a_correct: torch.Tensor, b_correct: torch.Tensor) -> float:
     return min(1.0, 2 * _binom_cdf(min(only_a, only_b), m, 0.5))
 
 
+def labels_needed(half_width: float, accuracy: float = 0.5, level: float = LEVEL) -> int:
+    """How many labelled images make the exact interval of an accuracy near ``accuracy`` at most
+    ``+-half_width`` wide: what it costs to measure a model at a new site instead of hoping.
+
+    The normal approximation's ``z^2 p (1 - p) / w^2`` is where the search starts; the exact (Clopper-Pearson)
+    interval that ``evaluate`` reports is a little wider, so the answer is a little larger. ``accuracy``
+    0.5 is the worst case, whatever the model does there.
+
+    >>> labels_needed(0.05)  # +-5 points, at worst
+    402
+    """
+    p = min(max(accuracy, 1e-3), 1 - 1e-3)
+    z = 1.959963984540054
+
+    def wide(n: int) -> bool:
+        lo, hi = binomial_interval(round(p * n), n, level)
+        return (hi - lo) / 2 > half_width
+
+    low = max(1, math.floor(z * z * p * (1 - p) / half_width**2) - 1)
+    high = max(low + 1, 2 * low)
+    while wide(high):
+        low, high = high, 2 * high
+    while high - low > 1:  # the interval narrows as n grows (up to the rounding of k): bisect
+        middle = (low + high) // 2
+        low, high = (middle, high) if wide(middle) else (low, middle)
+    return high
+
+
 def binomial_tail(k: int, n: int, p: float) -> float:
     """The chance of ``k`` or more successes in ``n`` tries of probability ``p`` (a one-sided exact test).
 

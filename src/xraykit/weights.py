@@ -165,7 +165,13 @@ def torchvision_weights(weights_enum: Any, backbone_name: str) -> dict[str, torc
     filename = url.rsplit("/", 1)[-1]
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a TORCH_HOME that cannot be made (under a file, /proc, no permission)
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {backbone_name}: torch's cache folder {cached.parent} cannot be made "
+                f"({exc.strerror}); set TORCH_HOME to a folder you can write, or pass --weights PATH"
+            ) from None
         try:
             download(url, cached)
         except Exception as exc:

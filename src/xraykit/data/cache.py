@@ -4,8 +4,10 @@ Decoding a 2000 px JPEG and resizing it costs more than a training step needs to
 so the second run on the same folder (or a resumed one) should not touch JPEG at all.
 Every image decoded at a size is kept as a small ``.npy`` file (``uint8``, ``(1, S, S)``)
 in the cache folder, named by a hash of everything that decides its pixels: the file's
-absolute path, its size in bytes and modification time, the target size and the decoder's
-version. A changed file has a new name, so a stale entry is never read; an entry that does
+absolute path, inode, size in bytes, modification and status-change times, the target size and
+the decoder's version. A file rewritten in place keeps its path and can be given back its size and
+modification time, but not its status-change time (the kernel sets it on every write). A changed
+file has a new name, so a stale entry is never read; an entry that does
 not load as exactly that array (a half-written or corrupt file) is ignored and rebuilt.
 Entries are read with ``allow_pickle=False``: a cache file can hold pixels, never code.
 
@@ -47,13 +49,14 @@ def cache_dir() -> Optional[Path]:
 
 
 def entry_path(root: Path, path: Path, size: int) -> tuple[Optional[Path], float]:
-    """Where the decoded copy of ``path`` at ``size`` lives, and the file's mtime; ``(None, 0)`` if unreadable."""
+    """Where the decoded copy of ``path`` at ``size`` lives, and when the file last changed; ``(None, 0)`` if
+    unreadable."""
     try:
         path = path.resolve()
         st = path.stat()
     except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop (Python < 3.13); load_image names it
         return None, 0.0
-    key = f"{DECODER_VERSION}\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{size}"
+    key = f"{DECODER_VERSION}\0{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{size}"
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
     return root / f"decoded-{size}" / digest[:2] / f"{digest}.npy", st.st_mtime
 

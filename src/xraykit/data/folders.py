@@ -206,6 +206,33 @@ def attach_masks(data: XrayData, mask_dir: Path) -> XrayData:
     return data
 
 
+def left_out(root: str | Path) -> list[str]:
+    """What the folder loader does not read, counted by kind, one line per split: files that are not
+    .jpeg, .jpg or .png (DICOM among them) and subfolders inside a class folder. Never an error (notes,
+    a README, a folder of rejects are all fine), never silent either."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    split_dirs = [root] if is_split_dir(root) else [root / s for s in SPLITS if (root / s).is_dir()]
+    lines = []
+    for split_dir in split_dirs:
+        kinds: dict[str, int] = {}
+        for folder in (p for p in _entries(split_dir) if p.is_dir()):
+            for p in _entries(folder):
+                if p.is_dir():
+                    kinds["subfolder"] = kinds.get("subfolder", 0) + 1
+                elif p.is_file() and not is_image_file(p):
+                    kind = f"{p.suffix.lower()} file" if p.suffix else "file without an extension"
+                    kinds[kind] = kinds.get(kind, 0) + 1
+        if kinds:
+            counted = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(kinds.items()))
+            lines.append(
+                f"left out of {display_path(split_dir)}: {counted} (read: .jpeg, .jpg and .png files directly "
+                "in a class folder)"
+            )
+    return lines
+
+
 def is_split_dir(folder: Path) -> bool:
     """A folder whose subfolders are classes (``DATA/test``).
 

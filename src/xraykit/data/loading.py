@@ -9,6 +9,7 @@ from typing import Callable, Optional, Union
 from .. import plugins
 from ..errors import XrayError
 from ..interfaces import XrayData
+from . import folders
 from .splits import patient_split
 
 DataLike = Union[str, Path, dict[str, XrayData]]
@@ -48,6 +49,19 @@ def data_name(data: DataLike) -> str:
     if isinstance(data, dict):
         return "in-memory"
     return str(Path(data).resolve()) if Path(data).exists() else str(data)
+
+
+def data_folder(data: Union[DataLike, None]) -> Optional[Path]:
+    """The folder ``data`` names, when it names one; no command writes inside it."""
+    if isinstance(data, (str, Path)) and Path(data).is_dir():
+        return Path(data)
+    return None
+
+
+def left_out_of(data: Union[DataLike, None]) -> list[str]:
+    """What a data folder holds that is not read (:func:`xraykit.data.folders.left_out`); nothing for other data."""
+    folder = data_folder(data)
+    return folders.left_out(folder) if folder is not None else []
 
 
 def describe(data: DataLike) -> str:
@@ -92,7 +106,7 @@ def choose_validation(
     train = splits["train"]
     val = splits.get("val")
     if val_from_train is None and val is not None and len(val) >= MIN_VAL_IMAGES:
-        return train, val, f"validation: the data's own val split ({len(val)} images)"
+        return train, val, f"validation: the data's own val split ({len(val)} images)" + _missing(train, val)
     fraction = val_from_train if val_from_train is not None else 0.1
     train_idx, val_idx = patient_split(train, fraction, seed)
     if not val_idx:  # one patient per class: nothing can be held out without losing a class
@@ -102,7 +116,7 @@ def choose_validation(
                 val,
                 (
                     f"validation: the data's own val split ({len(val)} images), because train/ has "
-                    f"too few patients to carve {fraction:.0%} from"
+                    f"too few patients to carve {fraction:.0%} from" + _missing(train, val)
                 ),
             )
         raise XrayError(
@@ -115,8 +129,19 @@ def choose_validation(
         why = f" because val/ has {len(val)} images (fewer than {MIN_VAL_IMAGES})"
     else:
         why = " because there is no val/"
+    kept, held = train.subset(train_idx), train.subset(val_idx)
     how = (
         f"validation: {len(val_idx)} images ({fraction:.0%}) carved from train by patient{why}; "
-        f"{len(train_idx)} remain for training"
+        f"{len(train_idx)} remain for training" + _missing(kept, held)
     )
-    return train.subset(train_idx), train.subset(val_idx), how
+    return kept, held, how
+
+
+def _missing(train: XrayData, val: XrayData) -> str:
+    """What a validation split without some class of the training one cannot say, or nothing."""
+    counts = val.class_counts()
+    absent = [c for c, n in train.class_counts().items() if n and not counts.get(c)]
+    if not absent:
+        return ""
+    names = " or ".join(absent)
+    return f"; validation holds no {names} image, so its loss and accuracy say nothing about {names}"

@@ -17,6 +17,36 @@ from ..errors import XrayError
 from ..interfaces import XrayData
 
 CLASSES = ("NORMAL", "PNEUMONIA")
+# The largest array a member may declare: PneumoniaMNIST at 224 px is 0.3 GB, so this leaves room
+# for much larger sets while refusing a 200 KB file that asks for 52 GB.
+MAX_ARRAY_BYTES = 16 * 2**30
+
+
+def _check_headers(path: Path) -> None:
+    """Read each member's ``.npy`` header (dtype and shape) before any array is loaded.
+
+    ``np.load`` allocates what the header declares before reading a byte of data: a member
+    declaring a 52 GB array in 200 KB is a MemoryError, and one just under the memory's size is
+    inflated for nothing. The declared size must fit and must match what the member holds.
+    """
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member)
+                header = member.tell() if hasattr(member, "tell") else 0
+            name = info.filename[: -len(".npy")]
+            declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if declared > MAX_ARRAY_BYTES or declared > info.file_size - header:
+                dims = " x ".join(str(d) for d in shape)
+                raise XrayError(
+                    f"{path}: {name} declares a {dtype} array of {dims} ({declared / 1e9:.1f} GB) but holds "
+                    f"{info.file_size / 1e6:.1f} MB; not loaded"
+                    + (f" (at most {MAX_ARRAY_BYTES / 2**30:.0f} GiB per array)" if declared > MAX_ARRAY_BYTES else "")
+                )
 
 
 def _labels(path: Path, split: str, raw: np.ndarray, n: int) -> torch.Tensor:
@@ -48,7 +78,8 @@ def load_npz(path: str | Path, image_size: int) -> dict[str, XrayData]:
     path = Path(path)
     try:
         # allow_pickle=False: an .npz is untrusted input like any checkpoint; an object array
-        # (which only unpickling could read) is refused here.
+        # (which only unpickling could read) is refused here. Shapes are checked before loading.
+        _check_headers(path)
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:

@@ -2,7 +2,8 @@
 
 Kaggle's official ``val/`` holds 16 images: too few to draw a loss curve or pick a model.
 A fraction of ``train/`` is held out instead, by patient: several X-rays of one child (and
-byte-identical copies) would otherwise sit on both sides and flatter the validation score.
+copies of one image under other names, found by their pixels) would otherwise sit on both sides
+and flatter the validation score.
 """
 
 from __future__ import annotations
@@ -12,6 +13,26 @@ from collections import Counter, defaultdict
 import torch
 
 from ..interfaces import XrayData
+from .copies import digests
+
+
+def _with_copies_joined(patients: list[str], pixels: list[bytes]) -> list[str]:
+    """Each image's patient, where patients that share an image (the same pixels) become one patient."""
+    parent = {p: p for p in patients}
+
+    def root(p: str) -> str:
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    first: dict[bytes, str] = {}
+    for p, digest in zip(patients, pixels):
+        other = first.setdefault(digest, p)
+        a, b = root(p), root(other)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return [root(p) for p in patients]
 
 
 def patient_split(data: XrayData, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -31,7 +52,7 @@ def patient_split(data: XrayData, val_fraction: float, seed: int = 0) -> tuple[l
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    patients = data.patients or [str(i) for i in range(len(data))]
+    patients = _with_copies_joined(data.patients or [str(i) for i in range(len(data))], digests(data.images))
     groups: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(patients):
         groups[p].append(i)

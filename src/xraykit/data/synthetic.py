@@ -11,6 +11,7 @@ is than the lung, so the task can be made as hard as a lesson needs.
 from __future__ import annotations
 
 import math
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any, Union
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from ..interfaces import XrayData
 
 CLASSES = ("NORMAL", "PNEUMONIA")
+SYNTH_MARKER = ".xraykit-synth"  # held by the one `synth` writing a folder, removed when it is done
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -231,6 +233,19 @@ def synth(out: Union[str, Path], n: int = 200, size: int = 224, seed: int = 0, l
                 f"{display_path(out)}: already holds files ({display_path(held[0].name)}, ...); "
                 "synth writes a new data set into an empty or new folder"
             )
+    # The folder is claimed as `train` claims a run folder: two synth started into one new folder at
+    # once would both find it empty and write 800 mixed images; the marker is created by exactly one.
+    marker = out / SYNTH_MARKER
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except FileExistsError:
+        raise XrayError(
+            f"{display_path(out)}: another `xraykit synth` is writing here (if none is, one was stopped: "
+            f"delete {display_path(marker)} or pick another folder)"
+        ) from None
+    except OSError as exc:
+        raise XrayError(f"{display_path(out)}: cannot write here ({exc.strerror})") from None
     # One image at a time, exactly as synthetic_splits() draws them, so memory does not grow with n.
     small = max(n // 4, 2)
     plan = (("train", n, seed * 3), ("val", small, seed * 3 + 1), ("test", small, seed * 3 + 2))
@@ -241,4 +256,5 @@ def synth(out: Union[str, Path], n: int = 200, size: int = 224, seed: int = 0, l
             for folder, pixels in ((out / split / cls, image), (out / "masks" / split / cls, drawn)):
                 with atomic_path(folder / name) as tmp:
                     Image.fromarray(pixels.numpy(), mode="L").save(tmp, format="PNG")
+    marker.unlink()
     return out
