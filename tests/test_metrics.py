@@ -123,3 +123,24 @@ def test_roc_auc_of_reversed_scores_is_one_minus_roc_auc(xs):
 
 def test_roc_auc_needs_both_classes():
     assert roc_auc(torch.tensor([0.2, 0.9]), torch.tensor([True, True])) is None
+
+
+@given(
+    labels=st.lists(st.booleans(), min_size=4, max_size=60).filter(lambda xs: any(xs) and not all(xs)),
+    right=st.lists(st.booleans(), min_size=60, max_size=60),
+    copies=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+)
+def test_accuracy_at_a_share_equals_the_accuracy_of_a_test_set_resampled_to_it(labels, right, copies):
+    """Each positive image repeated a times and each negative b times is a test set whose share of positives
+    is known exactly: its accuracy is what accuracy_at_share says, from sensitivity and specificity alone."""
+    from xraykit.metrics import accuracy_at_share
+
+    y = torch.tensor(labels)
+    correct = torch.tensor(right[: len(labels)])
+    a, b = copies
+    weights = torch.where(y, a, b).double()
+    resampled = float((weights * correct).sum() / weights.sum())
+    share = float((weights * y).sum() / weights.sum())
+    sensitivity = float(correct[y].double().mean())
+    specificity = float(correct[~y].double().mean())
+    assert accuracy_at_share(sensitivity, specificity, share) == pytest.approx(resampled, abs=1e-12)

@@ -47,6 +47,22 @@ def roc_auc(scores: torch.Tensor, positives: torch.Tensor) -> float | None:
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
+def accuracy_at_share(sensitivity: float, specificity: float, share: float) -> float:
+    """The accuracy the same model has on images of which ``share`` are positive.
+
+    Sensitivity and specificity do not depend on the mix of classes; accuracy does, through the
+    operating point: ``share * sensitivity + (1 - share) * specificity``. A recipe that gains accuracy
+    on one mix by moving its threshold loses it on another, which ROC AUC and balanced accuracy show
+    and accuracy hides.
+
+    >>> round(accuracy_at_share(0.98, 0.70, 0.625), 4)  # a recipe calling nearly everything PNEUMONIA
+    0.875
+    >>> round(accuracy_at_share(0.98, 0.70, 0.40), 4)  # the same model where 40% are PNEUMONIA
+    0.812
+    """
+    return share * sensitivity + (1 - share) * specificity
+
+
 def _ratio(a: float, b: float) -> float | None:
     return float(a / b) if b else None
 

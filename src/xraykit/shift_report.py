@@ -175,7 +175,7 @@ def compare_images(
         "what no label-free report can see: a new share of pneumonia or labels that mean something else "
         f"(label or concept shift) leave the features looking {'as they do' if shifted else 'typical'}; "
         f"label {needed['images']} of these images and `xraykit evaluate` gives the accuracy here within "
-        f"+-{needed['half_width']:.0%} (95%), if it is about {needed['assumed_accuracy']:.0%} "
+        f"+-{100 * needed['half_width']:.0f} points (95%), if it is about {needed['assumed_accuracy']:.0%} "
         f"({needed['at_worst']} at worst)"
     )
     order = scores["distance"].argsort(descending=True)[:show]
