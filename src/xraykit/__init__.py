@@ -24,7 +24,8 @@ This module is the facade: ``__all__`` below is the public API, the list that
     metrics.py         the numbers from predictions and labels
     uncertainty.py     95% intervals, paired comparisons
     calibration.py     thresholds and temperature, fitted on validation images only
-    adaptation.py      label-free adaptation (AdaBN, prior)
+    adaptation.py      label-free adaptation (AdaBN, prior by BBSE or EM)
+    tta.py             test-time augmentation: views that keep the anatomy
     shift_measures.py  how far new X-rays are from the training ones, without labels
     shift_report.py    shift(): that measure as verdicts and figures
     explaining.py      explain(), explain_maps(), explain_score(), the CAM setting that points best

@@ -131,6 +131,9 @@ def evaluate(
     adapt: List[str] = typer.Option(
         [], help="Also report the numbers after label-free adaptation: 'adabn', 'prior' (repeatable or a comma list)."
     ),
+    tta: bool = typer.Option(
+        False, help="Average the probabilities over views that keep the anatomy (test-time augmentation)."
+    ),
 ):
     """Test accuracy overall and per class, sensitivity, specificity, ROC AUC, each with its 95% interval;
     calibration, misclassified images, and how far the test images are from the training ones."""
@@ -146,6 +149,7 @@ def evaluate(
         skip_bad=skip_bad,
         threshold=threshold,
         adapt=adapt,
+        tta=tta,
     )
     for line in cli_views.evaluate_view(metrics):
         console.print(line)
@@ -184,11 +188,14 @@ def predict(
     which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     precision: str = field_option("precision"),
+    tta: bool = typer.Option(
+        False, help="Average the probabilities over views that keep the anatomy (test-time augmentation)."
+    ),
 ):
     """Label and probability for each image."""
     from . import evaluation
 
-    results = evaluation.predict(run, images, which=which, precision=precision)
+    results = evaluation.predict(run, images, which=which, precision=precision, tta=tta)
     cli_views.print_predictions(results, as_json)
 
 

@@ -36,6 +36,7 @@ from .metrics import compute_metrics, positive_class, predictions
 from .progress import console
 from .runs import Run, RunLike, refuse_other_run
 from .tables import Metrics
+from .tta import VIEWS, views
 from .uncertainty import intervals
 
 ADAPTATIONS = ("adabn", "prior")
@@ -54,6 +55,7 @@ def evaluate(
     quiet: bool = False,
     threshold: Threshold = 0.5,
     adapt: Sequence[str] = (),
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Test metrics of a run on ``data``'s test split; writes ``metrics.json`` and figures.
 
@@ -83,6 +85,8 @@ def evaluate(
             images as above). Any but 0.5 needs a two-class run.
         adapt: ``"adabn"``, ``"prior"`` or both: adds the numbers after label-free adaptation to the test
             images under ``metrics["adapted"]``.
+        tta: average each image's probabilities over views that keep its anatomy (:mod:`xraykit.tta`), for
+            the test and the validation images alike; ``metrics["tta"]`` names the views.
 
     Returns:
         The metrics that ``metrics.json`` holds (``accuracy``, ``per_class_accuracy``, ``intervals``,
@@ -115,7 +119,7 @@ def evaluate(
     model, bb = run.load_model(which, state), run.backbone
     dev = resolve_device(device)
     how = resolve_precision(precision, dev)
-    logits = _logits(model, test.images, bb, dev, how)
+    logits = _logits(model, test.images, bb, dev, how, tta)
     probs = logits.softmax(1)
 
     val: Optional[XrayData] = None
@@ -126,7 +130,7 @@ def evaluate(
         copies = copies_of(test, [seen, val])
     except XrayError as exc:
         val_note = str(exc)
-    val_logits = None if val is None else _logits(model, val.images, bb, dev, how)
+    val_logits = None if val is None else _logits(model, val.images, bb, dev, how, tta)
 
     chosen: Optional[float] = None  # None: the most probable class (argmax), the plain 0.5
     if rule != 0.5:
@@ -146,6 +150,7 @@ def evaluate(
             "checkpoint": run.checkpoint_path(which).name,
             "checkpoint_epoch": state.get("epoch"),
             "skipped_files": skipped,
+            **({"tta": list(VIEWS)} if tta else {}),
             **({} if copies is None else {"copies_of_training_images": copies}),
             **({"left_out": left} if (left := left_out_of(data)) else {}),
         }
@@ -195,11 +200,22 @@ def evaluate(
 
 
 def _logits(
-    model: nn.Module, images: torch.Tensor, backbone: Backbone, device: torch.device, precision: str = "32"
+    model: nn.Module,
+    images: torch.Tensor,
+    backbone: Backbone,
+    device: torch.device,
+    precision: str = "32",
+    tta: bool = False,
 ) -> torch.Tensor:
+    """Logits of ``images``; with ``tta``, the log of the probabilities averaged over :func:`xraykit.tta.views`
+    (log-probabilities are logits: their softmax gives the averaged probabilities back)."""
     model.eval().to(device)
     forward = accelerated(model, device, precision)
-    return predict_logits(forward, images, partial(to_input, backbone=backbone), 64, device)
+    prepare = partial(to_input, backbone=backbone)
+    if not tta:
+        return predict_logits(forward, images, prepare, 64, device)
+    probs = torch.stack([predict_logits(forward, v, prepare, 64, device).softmax(1) for v in views(images).values()])
+    return probs.mean(0).clamp_min(1e-12).log()
 
 
 def _adaptations(adapt: Union[str, Sequence[str]]) -> list[str]:
@@ -297,6 +313,7 @@ def predict(
     which: Optional[str] = None,
     device: str = "auto",
     precision: Union[str, int] = "auto",
+    tta: bool = False,
 ) -> list[dict[str, Any]]:
     """Label and probabilities for each image file, and a hint of how unusual it is.
 
@@ -309,6 +326,7 @@ def predict(
         which: the checkpoint, ``"best"`` or ``"last"``; ``None``: the one the run's recipe selects.
         device: ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         precision: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (:func:`xraykit.devices.resolve_precision`).
+        tta: average each image's probabilities over views that keep its anatomy (:mod:`xraykit.tta`).
 
     Returns:
         One dict per image, in order: ``"path"``, ``"label"``, its ``"probability"``, every class's
@@ -327,7 +345,7 @@ def predict(
     batch = torch.stack([load_image(p, run.config.image_size) for p in images])
     model = run.load_model(which)
     dev = resolve_device(device)
-    probs = _logits(model, batch, run.backbone, dev, resolve_precision(precision, dev)).softmax(1)
+    probs = _logits(model, batch, run.backbone, dev, resolve_precision(precision, dev), tta).softmax(1)
     hints = shift_report.familiarity(run, batch, which, model)
     results = []
     for i, (path, p) in enumerate(zip(images, probs)):
