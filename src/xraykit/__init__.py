@@ -17,10 +17,12 @@ This module is the facade: ``__all__`` below is the public API, the list that
     inference.py       the network's input, logits, probabilities, what its head receives
     distributed.py     several processes under torchrun
     runs.py            Run: a run folder read back; claimed by one run and locked while it trains
-    io.py              atomic file writes
+    io.py              atomic file writes; where outputs may not go
     weights.py         weights and checkpoints loaded safely (weights_only) and fitted to a backbone
     errors.py          XrayError, the one-line error, and how it names a file
-    evaluation.py      evaluate(), predict(), the misclassified gallery
+    evaluation.py      evaluate(), the misclassified gallery
+    predicting.py      predict(): a label for each image file, with a hint of how unusual it is
+    ensembles.py       ensemble(): several runs answering as one
     metrics.py         the numbers from predictions and labels
     uncertainty.py     95% intervals, paired comparisons
     calibration.py     thresholds and temperature, fitted on validation images only
@@ -74,7 +76,8 @@ _HOMES = {
     "synth": "data.synthetic",
     "synthesize": "data.synthetic",
     "evaluate": "evaluation",
-    "predict": "evaluation",
+    "predict": "predicting",
+    "ensemble": "ensembles",
     "explain": "explaining",
     "explain_maps": "explaining",
     "explain_gallery": "gallery",
@@ -113,7 +116,8 @@ if TYPE_CHECKING:  # what type checkers and the API reference read
     from .config import RunRecord, TrainConfig
     from .data.loading import choose_validation, load_data
     from .data.synthetic import synth, synthesize
-    from .evaluation import evaluate, predict
+    from .ensembles import ensemble
+    from .evaluation import evaluate
     from .explaining import explain, explain_maps, explain_score
     from .figures import show
     from .gallery import explain_gallery
@@ -123,6 +127,7 @@ if TYPE_CHECKING:  # what type checkers and the API reference read
         create_backbone,
         list_plugins,
     )
+    from .predicting import predict
     from .runs import Run
     from .shift_report import shift
     from .training import resume, train
@@ -147,6 +152,7 @@ __all__ = [
     "count_parameters",
     "create_backbone",
     "demo",
+    "ensemble",
     "evaluate",
     "explain",
     "explain_gallery",

@@ -193,9 +193,9 @@ def predict(
     ),
 ):
     """Label and probability for each image."""
-    from . import evaluation
+    from . import predicting
 
-    results = evaluation.predict(run, images, which=which, precision=precision, tta=tta)
+    results = predicting.predict(run, images, which=which, precision=precision, tta=tta)
     cli_views.print_predictions(results, as_json)
 
 
@@ -294,6 +294,19 @@ def shift(
         console.print(line)
     where = out or run
     console.print(f"Wrote {where}/shift.json, shift.png (feature distances), shift_unusual.png")
+
+
+@app.command()
+@friendly
+def ensemble(
+    runs: List[Path] = typer.Argument(..., help="Two or more run folders (one recipe, several seeds)."),
+    out: Path = typer.Option(..., help="The ensemble's folder (new)."),
+):
+    """Several runs as one: evaluate and predict take the folder and answer the mean of their probabilities."""
+    from . import ensembles
+
+    made = ensembles.ensemble(runs, out=out)
+    console.print(f"Wrote {made.path}/ ({len(runs)} members). Next: xraykit evaluate {made.path} DATA")
 
 
 @app.command()

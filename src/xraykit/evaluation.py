@@ -13,7 +13,6 @@ What ``evaluate`` adds to the plain numbers, each beside them, never instead of 
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -24,19 +23,18 @@ from . import figures, shift_report
 from .adaptation import adapt_batchnorm, adjust_to_prior, estimate_prior, estimate_prior_bbse, model_prior_of
 from .calibration import Threshold, calibrate, choose_threshold, parse_threshold, reliability_figure
 from .data.copies import copies_of
-from .data.images import load_image
 from .data.loading import DataLike, data_folder, data_name, describe, held_out_test, left_out_of, load_data
-from .devices import accelerated, resolve_device, resolve_precision
+from .devices import resolve_device, resolve_precision
 from .errors import XrayError
 from .explaining import explain_maps
-from .inference import predict_logits, to_input
+from .inference import logits_of, to_input
 from .interfaces import Backbone, XrayData
 from .io import refuse_inside, save_figure, write_json
 from .metrics import compute_metrics, positive_class, predictions
 from .progress import console
 from .runs import Run, RunLike, refuse_other_run
 from .tables import Metrics
-from .tta import VIEWS, views
+from .tta import VIEWS
 from .uncertainty import intervals
 
 ADAPTATIONS = ("adabn", "prior")
@@ -119,7 +117,7 @@ def evaluate(
     model, bb = run.load_model(which, state), run.backbone
     dev = resolve_device(device)
     how = resolve_precision(precision, dev)
-    logits = _logits(model, test.images, bb, dev, how, tta)
+    logits = logits_of(model, test.images, bb, dev, how, tta)
     probs = logits.softmax(1)
 
     val: Optional[XrayData] = None
@@ -130,7 +128,7 @@ def evaluate(
         copies = copies_of(test, [seen, val])
     except XrayError as exc:
         val_note = str(exc)
-    val_logits = None if val is None else _logits(model, val.images, bb, dev, how, tta)
+    val_logits = None if val is None else logits_of(model, val.images, bb, dev, how, tta)
 
     chosen: Optional[float] = None  # None: the most probable class (argmax), the plain 0.5
     if rule != 0.5:
@@ -151,6 +149,7 @@ def evaluate(
             "checkpoint_epoch": state.get("epoch"),
             "skipped_files": skipped,
             **({"tta": list(VIEWS)} if tta else {}),
+            **({"ensemble": [m["path"] for m in run.members]} if run.members else {}),
             **({} if copies is None else {"copies_of_training_images": copies}),
             **({"left_out": left} if (left := left_out_of(data)) else {}),
         }
@@ -199,25 +198,6 @@ def evaluate(
     return Metrics(metrics)
 
 
-def _logits(
-    model: nn.Module,
-    images: torch.Tensor,
-    backbone: Backbone,
-    device: torch.device,
-    precision: str = "32",
-    tta: bool = False,
-) -> torch.Tensor:
-    """Logits of ``images``; with ``tta``, the log of the probabilities averaged over :func:`xraykit.tta.views`
-    (log-probabilities are logits: their softmax gives the averaged probabilities back)."""
-    model.eval().to(device)
-    forward = accelerated(model, device, precision)
-    prepare = partial(to_input, backbone=backbone)
-    if not tta:
-        return predict_logits(forward, images, prepare, 64, device)
-    probs = torch.stack([predict_logits(forward, v, prepare, 64, device).softmax(1) for v in views(images).values()])
-    return probs.mean(0).clamp_min(1e-12).log()
-
-
 def _adaptations(adapt: Union[str, Sequence[str]]) -> list[str]:
     """``["adabn", "prior"]`` from ``"adabn,prior"``, ``["adabn", "prior"]`` or a mix; unknown names refused."""
     names = [adapt] if isinstance(adapt, str) else list(adapt)
@@ -261,7 +241,7 @@ def _adapted(
     out: dict[str, Any] = {}
     if "adabn" in adapt:
         adapted = adapt_batchnorm(model.cpu(), to_input(test.images, bb))
-        adapted_probs = _logits(adapted, test.images, bb, device, precision).softmax(1)
+        adapted_probs = logits_of(adapted, test.images, bb, device, precision).softmax(1)
         out["adabn"] = _scored(adapted_probs, test.labels, run.classes, threshold)
     if "prior" in adapt:
         model_prior, assumed = model_prior_of(run)
@@ -301,65 +281,6 @@ def _shift_check(
         return {"note": f"shift not checked: {exc}"}
     keep = ("images", "unusual_share", "expected_unusual_share", "far_share", "intensity_distance", "verdicts")
     return {key: report[key] for key in keep}
-
-
-# ----------------------------------------------------------------------------- single images
-
-
-def predict(
-    run: RunLike,
-    images: Sequence[Union[str, Path]],
-    *,
-    which: Optional[str] = None,
-    device: str = "auto",
-    precision: Union[str, int] = "auto",
-    tta: bool = False,
-) -> list[dict[str, Any]]:
-    """Label and probabilities for each image file, and a hint of how unusual it is.
-
-    A model answers for any image, even one unlike every X-ray it learnt from; the hint says when
-    its answer deserves less trust.
-
-    Args:
-        run: the run folder (a path) or a :class:`~xraykit.Run`.
-        images: image files (JPEG, PNG, ...), each resized to the run's image size; at least one.
-        which: the checkpoint, ``"best"`` or ``"last"``; ``None``: the one the run's recipe selects.
-        device: ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        precision: ``"32"``, ``"bf16-mixed"`` or ``"auto"`` (:func:`xraykit.devices.resolve_precision`).
-        tta: average each image's probabilities over views that keep its anatomy (:mod:`xraykit.tta`).
-
-    Returns:
-        One dict per image, in order: ``"path"``, ``"label"``, its ``"probability"``, every class's
-            ``"probabilities"``, and the hint. ``"percentile"``: the share of the run's validation images
-            whose features lie closer to the training images than this image's; ``"unusual"``: beyond 95% of
-            them; ``"far"``: well beyond all of them (a hint that the image is not like the training X-rays,
-            not a verdict). All three are ``None`` when the run's training images cannot be loaded again to
-            compare with.
-
-    Raises:
-        XrayError: no images, or a file that is not a readable image (:class:`~xraykit.ImageError`).
-    """
-    run = Run.open(run)
-    if not images:
-        raise XrayError("no images given")
-    batch = torch.stack([load_image(p, run.config.image_size) for p in images])
-    model = run.load_model(which)
-    dev = resolve_device(device)
-    probs = _logits(model, batch, run.backbone, dev, resolve_precision(precision, dev), tta).softmax(1)
-    hints = shift_report.familiarity(run, batch, which, model)
-    results = []
-    for i, (path, p) in enumerate(zip(images, probs)):
-        k = int(p.argmax())
-        results.append(
-            {
-                "path": str(path),
-                "label": run.classes[k],
-                "probability": float(p[k]),
-                "probabilities": dict(zip(run.classes, map(float, p))),
-                **(hints[i] if hints else {"percentile": None, "unusual": None, "far": None}),
-            }
-        )
-    return results
 
 
 def misclassified(

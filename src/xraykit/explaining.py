@@ -147,6 +147,7 @@ def explain(
             or a file that is not a readable image.
     """
     run = Run.open(run)
+    run.refuse_ensemble("explain its predictions")
     if not images:
         raise XrayError("no images given")
     if target != "predicted" and target not in run.classes:
@@ -239,6 +240,7 @@ def explain_score(
     if limit is not None and limit < 1:
         raise XrayError("--limit must be at least 1")
     run = Run.open(run)
+    run.refuse_ensemble("explain its predictions")
     where, test, k = test_split_of(run, data, target)
     if test.masks is None:
         raise XrayError(

@@ -74,6 +74,7 @@ def explain_gallery(
     if limit is not None and limit < 1:
         raise XrayError("--limit must be at least 1")
     run = Run.open(run)
+    run.refuse_ensemble("explain its predictions")
     parsed = [parse_variant(v) for v in variants]
     if not parsed:
         raise XrayError("no variants given")

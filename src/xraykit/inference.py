@@ -13,6 +13,7 @@ from torch import nn
 
 from .devices import DeviceLike, Forward, accelerated, to_device
 from .interfaces import Backbone
+from .tta import views
 
 
 def to_input(images: torch.Tensor, backbone: Backbone) -> torch.Tensor:
@@ -103,6 +104,25 @@ def predict_proba(
     logits = predict_logits(forward, images, partial(to_input, backbone=backbone), batch_size, device)
     model.train(was_training)
     return logits.softmax(dim=1)
+
+
+def logits_of(
+    model: nn.Module,
+    images: torch.Tensor,
+    backbone: Backbone,
+    device: torch.device,
+    precision: str = "32",
+    tta: bool = False,
+) -> torch.Tensor:
+    """Logits of ``images``; with ``tta``, the log of the probabilities averaged over :func:`xraykit.tta.views`
+    (log-probabilities are logits: their softmax gives the averaged probabilities back)."""
+    model.eval().to(device)
+    forward = accelerated(model, device, precision)
+    prepare = partial(to_input, backbone=backbone)
+    if not tta:
+        return predict_logits(forward, images, prepare, 64, device)
+    probs = torch.stack([predict_logits(forward, v, prepare, 64, device).softmax(1) for v in views(images).values()])
+    return probs.mean(0).clamp_min(1e-12).log()
 
 
 def head_inputs(

@@ -116,8 +116,31 @@ class Run:
                 f"{where}: classes {', '.join(data.classes)} differ from the run's {', '.join(self.classes)}"
             )
 
+    @property
+    def members(self) -> list[dict] | None:
+        """An ensemble's members (``ensemble.json``: folder, checkpoint and its digest), ``None`` for a run."""
+        f = self.path / "ensemble.json"
+        if not f.is_file():
+            return None
+        found = read_json(f).get("members") if isinstance(read_json(f), dict) else None
+        if not isinstance(found, list) or not all(isinstance(m, dict) and "path" in m for m in found):
+            raise XrayError(f"{f}: not an ensemble file (expected a list of members)")
+        return found
+
+    def refuse_ensemble(self, what: str) -> None:
+        """Refuse, in one line, to ``what`` an ensemble: maps and features belong to one network."""
+        members = self.members
+        if members:
+            raise XrayError(f"{self.path}: an ensemble; to {what}, give one of its members ({members[0]['path']})")
+
     def checkpoint_path(self, which: str | None = None) -> Path:
-        """``best`` or ``last``; by default the one the run's recipe selects."""
+        """``best`` or ``last``; by default the one the run's recipe selects. An ensemble's is ``ensemble.json``."""
+        if self.members is not None:
+            if which is not None:
+                raise XrayError(
+                    f"{self.path}: an ensemble answers with the checkpoints it was made of; leave out --which"
+                )
+            return self.path / "ensemble.json"
         which = which or self.config.select
         if which not in ("best", "last"):  # also keeps a name like '../x' from reaching the file system
             raise XrayError(f"{self.path}: --which must be 'best' or 'last', got '{which}'")
@@ -129,11 +152,29 @@ class Run:
         return path
 
     def load_checkpoint(self, which: str | None = None) -> dict:
+        if self.members is not None:  # an ensemble has no weights of its own: its members have
+            return {"model": None, "epoch": None}
         path = self.checkpoint_path(which)
         state = safe_load(path)
         if not isinstance(state, dict) or "model" not in state:
             raise XrayError(f"{path}: not an xraykit checkpoint")
         return state
+
+    def _ensemble_model(self) -> nn.Module:
+        """The members' networks as one (:class:`xraykit.ensembles.Ensemble`), each checked against its digest."""
+        from .ensembles import Ensemble
+
+        models = []
+        for m in self.members or []:
+            member = Run(m["path"])
+            which = str(m.get("checkpoint", "last.pt")).removesuffix(".pt")
+            if member.checkpoint_digest(which) != m.get("checkpoint_sha256"):
+                raise XrayError(
+                    f"{member.checkpoint_path(which)}: changed since the ensemble was made ({self.path}); "
+                    "make the ensemble again"
+                )
+            models.append(member.load_model(which))
+        return Ensemble(models).eval()
 
     def train_and_val(self, skip_bad: bool | None = None, same_as_training: bool = False) -> tuple[XrayData, XrayData]:
         """The run's own training and validation images: its data loaded again, the split carved as in training.
@@ -143,6 +184,12 @@ class Run:
         ``same_as_training``, when the validation images differ from those the run recorded (a threshold
         or a temperature refitted on them would then be fitted on other images, maybe training ones).
         """
+        validated = {m.get("val_fingerprint") for m in self.members or []}
+        if len(validated) > 1:
+            raise XrayError(
+                f"{self.path}: an ensemble whose members were validated on different images (carved with other "
+                "seeds), so no image is left that none of them trained on"
+            )
         splits = self._data
         if splits is None:
             if self.config.data == "in-memory":
@@ -178,6 +225,8 @@ class Run:
 
     def load_model(self, which: str | None = None, state: dict | None = None) -> nn.Module:
         """The trained network, on the CPU, in eval mode; from ``state`` when the checkpoint is already loaded."""
+        if self.members is not None:
+            return self._ensemble_model()
         state = state if state is not None else self.load_checkpoint(which)
         backbone = self.backbone
         model = apply_normalization(backbone.build(self.config.num_classes), self.config.normalize)

@@ -49,6 +49,8 @@ def run_reference(run: Run, which: Optional[str] = None, model: Optional[nn.Modu
     Making it loads the run's own data again (the folder ``config.json`` names) and carves
     the same validation split as training did.
     """
+    if run.members is not None:
+        raise XrayError(f"{run.path}: an ensemble; the shift report reads one network's features: run it on a member")
     name = run.checkpoint_path(which).stem
     path = run.path / f"reference-{name}.pt"
     digest = run.checkpoint_digest(which)

@@ -1,14 +1,16 @@
-"""What test-time augmentation buys, in ranking and in seconds, over seeds, on real X-rays.
+"""What averaging buys, over views (test-time augmentation) and over seeds (an ensemble), on real X-rays.
 
-Task 1.1 (the report recipe) is trained on the built-in ``sample`` at 64 px for each seed, then
-its test split (240 images) is scored plain and with ``tta=True``, as it is and under three
-acquisition shifts of :data:`xraykit.data.acquisition_shifts.FAMILY`. Printed: ROC AUC, balanced
-accuracy and accuracy, mean (min-max) over seeds, and the evaluation's seconds (TTA costs one
-forward pass per view). One process at a time, nothing else running::
+Task 1.1 (the report recipe) is trained on the built-in ``sample`` at 64 px for each seed (a run
+already in ``--out`` is reused), then its test split (240 images) is scored plain and with
+``tta=True``, as it is and under three acquisition shifts of
+:data:`xraykit.data.acquisition_shifts.FAMILY`; then the seeds' runs are joined by
+:func:`xraykit.ensemble` and the ensemble is scored the same way. Printed: ROC AUC, balanced
+accuracy and accuracy, mean (min-max) over seeds (one number for the ensemble), and the
+evaluation's seconds. One process at a time, nothing else running::
 
-    python benchmarks/tta.py --seeds 0,1,2 --out runs/tta
+    python benchmarks/averaging.py --seeds 0,1,2 --out runs/averaging
 
-Results go to ``benchmarks/results/tta-64-seed<k>.json``.
+Results go to ``benchmarks/results/tta-64-seed<k>.json`` and ``ensemble-64.json``.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ def main() -> None:
     test = xraykit.load_data("sample", args.image_size)["test"]
     results = []
     for seed in map(int, args.seeds.split(",")):
-        run = xraykit.train(
-            "sample", "scratch", epochs=args.epochs, image_size=args.image_size, seed=seed,
-            out=Path(args.out) / f"seed{seed}", quiet=True,
+        folder = Path(args.out) / f"seed{seed}"
+        run = xraykit.Run(folder) if (folder / "config.json").is_file() else xraykit.train(
+            "sample", "scratch", epochs=args.epochs, image_size=args.image_size, seed=seed, out=folder, quiet=True,
         )  # fmt: skip
         row: dict = {"seed": seed, "xraykit": xraykit.__version__, "scenarios": {}}
         for name in SCENARIOS:
@@ -66,6 +68,24 @@ def main() -> None:
         results.append(row)
         print(f"seed {seed} done", flush=True)
 
+    joined_folder = Path(args.out) / "ensemble"
+    joined = (
+        xraykit.Run(joined_folder)
+        if (joined_folder / "config.json").is_file()
+        else xraykit.ensemble([Path(args.out) / f"seed{r['seed']}" for r in results], out=joined_folder)
+    )
+    together: dict = {"members": [r["seed"] for r in results], "xraykit": xraykit.__version__, "scenarios": {}}
+    for name in SCENARIOS:
+        started = time.perf_counter()
+        m = xraykit.evaluate(joined, {"test": scenario(test, name)}, cam=False, quiet=True, out=joined_folder / "eval")
+        together["scenarios"][name] = {
+            "roc_auc": m["roc_auc"],
+            "balanced_accuracy": m["balanced_accuracy"],
+            "accuracy": m["accuracy"],
+            "seconds": time.perf_counter() - started,
+        }
+    (RESULTS / f"ensemble-{args.image_size}.json").write_text(json.dumps(together, indent=1))
+
     def cell(values: list[float], scale: float, digits: int) -> str:
         mean = statistics.mean(values) * scale
         return f"{mean:.{digits}f} ({min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f})"
@@ -81,6 +101,11 @@ def main() -> None:
                 f"| {cell([g['accuracy'] for g in got], 100, 1)} "
                 f"| {statistics.mean(g['seconds'] for g in got):.1f} |"
             )
+        e = together["scenarios"][name]
+        print(
+            f"| {name} | ensemble of {len(results)} | {e['roc_auc']:.3f} | {100 * e['balanced_accuracy']:.1f} "
+            f"| {100 * e['accuracy']:.1f} | {e['seconds']:.1f} |"
+        )
 
 
 if __name__ == "__main__":
