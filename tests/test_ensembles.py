@@ -49,6 +49,10 @@ def test_an_ensemble_answers_the_mean_of_its_members_probabilities(members, join
     assert metrics["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-6)
     assert metrics["ensemble"] == [str(m.path.resolve()) for m in members]
     assert "temperature" in metrics["calibration"]  # shared validation images: calibrated on them
+    shown = runner.invoke(app, ["evaluate", str(joined.path), "sample", "--out", str(tmp_path / "cli")])
+    assert shown.exit_code == 0, shown.output  # the misclassified gallery without CAM: maps belong to one network
+    assert (tmp_path / "cli" / "misclassified.png").is_file()
+    assert not (tmp_path / "cli" / "misclassified_cam.png").exists()
 
 
 def test_predict_on_an_ensemble_gives_the_mean_probability(members, joined, tmp_path):
@@ -99,3 +103,6 @@ def test_members_validated_on_different_images_leave_the_ensemble_without_valida
     assert_one_line_error(refused, "validated on different images")
     image = next((data / "test" / "NORMAL").glob("*.png"))
     assert_one_line_error(runner.invoke(app, ["explain", str(tmp_path / "e"), str(image)]), "an ensemble")
+    resumed = runner.invoke(app, ["train", "--resume", str(tmp_path / "e"), "--epochs", "2", "--quiet"])
+    assert_one_line_error(resumed, "an ensemble")
+    assert not (tmp_path / "e" / "checkpoints").exists()  # nothing trained into the ensemble's folder

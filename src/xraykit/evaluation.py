@@ -167,7 +167,7 @@ def evaluate(
         metrics["shift"] = shift
     preds = predictions(probs, run.classes, chosen)
     wrong = misclassified(probs, test.labels, preds=preds)
-    with_cam = cam and run.backbone.cam_layer is not None and len(wrong) > 0
+    with_cam = cam and run.backbone.cam_layer is not None and len(wrong) > 0 and run.members is None  # one network
     metrics["figures"] = [
         "confusion_matrix.png",
         "misclassified.png",

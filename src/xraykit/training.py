@@ -178,6 +178,7 @@ def resume(
             or its checkpoint does not fit the run's model.
     """
     run = Run.open(run)
+    run.refuse_ensemble("resume training")  # an ensemble has no weights of its own to continue
     config = run.config if epochs is None else run.config.replace(epochs=epochs)
     check_device(config.device)
     resolve_precision(config.record.precision, resolve_device(config.device))  # what it trained in still runs here
