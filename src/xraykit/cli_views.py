@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import XrayError
-from .tables import metric_rows, paired_sentence, percent
+from .tables import INTERVALS_NOTE, metric_rows, paired_sentence, percent
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -94,7 +94,7 @@ def metrics_table(columns: dict[str, dict[str, Any]], title: Optional[str] = Non
     """One column of numbers per metrics dict (a task, a checkpoint, an adaptation), one row per metric
     (:data:`xraykit.tables.ROWS`): how ``evaluate`` and ``compare`` print their results."""
     intervals = "intervals" in next(iter(columns.values()))
-    table = Table(title=title, caption="In brackets: 95% intervals." if intervals else None)
+    table = Table(title=title, caption=INTERVALS_NOTE if intervals else None)
     table.add_column("metric")
     for label in columns:
         table.add_column(label, justify="right")

@@ -66,7 +66,7 @@ def refuse_inside(out: str | os.PathLike, data: Iterable[Optional[Path]], what: 
 
 def refuse_over_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
     """Refuse to write a file over one of the command's own input files."""
-    read = {Path(p).resolve(): Path(p) for p in inputs}
+    read = {Path(p).resolve() for p in inputs}
     for path in outputs:
         if path.resolve() in read:
             raise XrayError(

@@ -56,6 +56,8 @@ class Run:
             raise XrayError(f"{config_file}: {exc}") from None
         except (ValueError, TypeError) as exc:
             raise XrayError(f"{config_file}: unreadable run configuration ({exc})") from None
+        # An ensemble's members (xraykit.ensembles), read once like the config; None for a run of its own.
+        self.members: Optional[list[dict]] = self._read_members()
 
     @classmethod
     def open(cls, run: RunLike) -> Run:
@@ -116,13 +118,16 @@ class Run:
                 f"{where}: classes {', '.join(data.classes)} differ from the run's {', '.join(self.classes)}"
             )
 
-    @property
-    def members(self) -> list[dict] | None:
+    def _read_members(self) -> list[dict] | None:
         """An ensemble's members (``ensemble.json``: folder, checkpoint and its digest), ``None`` for a run."""
         f = self.path / "ensemble.json"
         if not f.is_file():
             return None
-        found = read_json(f).get("members") if isinstance(read_json(f), dict) else None
+        try:
+            content = read_json(f)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise XrayError(f"{f}: not readable JSON ({exc})") from None
+        found = content.get("members") if isinstance(content, dict) else None
         if not isinstance(found, list) or not all(isinstance(m, dict) and "path" in m for m in found):
             raise XrayError(f"{f}: not an ensemble file (expected a list of members)")
         return found

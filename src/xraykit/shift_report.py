@@ -49,8 +49,7 @@ def run_reference(run: Run, which: Optional[str] = None, model: Optional[nn.Modu
     Making it loads the run's own data again (the folder ``config.json`` names) and carves
     the same validation split as training did.
     """
-    if run.members is not None:
-        raise XrayError(f"{run.path}: an ensemble; the shift report reads one network's features: run it on a member")
+    run.refuse_ensemble("compare what its network sees with new X-rays")
     name = run.checkpoint_path(which).stem
     path = run.path / f"reference-{name}.pt"
     digest = run.checkpoint_digest(which)
@@ -141,6 +140,7 @@ def compare_images(
     out_dir = Path(out) if out is not None else run.path
 
     groups, verdicts = {}, []
+    shifted = False  # some class folder's images called a shift
     for name, idx in _groups(new).items():
         k = reference.classes.index(name) if name in reference.classes else None
         mask = (
@@ -162,10 +162,10 @@ def compare_images(
             "verdicts": sentences,
         }
         verdicts.append(_feature_verdict(what, unusual, len(idx), len(reference.val_distances)))
+        shifted = shifted or _is_shift(unusual, len(idx), len(reference.val_distances))
         verdicts += sentences
 
     unusual_all = float((scores["percentile"] > UNUSUAL_PERCENTILE).float().mean())
-    shifted = any("not to hold" in v for v in verdicts)
     if shifted and len(new) >= MIN_ADABN_IMAGES:
         verdicts.append(
             f"label-free help: `xraykit evaluate RUN DATA --adapt adabn` re-estimates the BatchNorm statistics on "
@@ -243,6 +243,18 @@ def _labels_needed(run: Run) -> dict[str, Any]:
 SHIFT_P = 0.01  # an excess of unusual images is called a shift only when chance explains it this rarely
 
 
+def _is_shift(unusual: float, images: int, calibration_images: int) -> bool:
+    """Whether ``unusual`` of ``images`` beyond the validation images' 95th percentile is called a shift: over
+    twice the 5% expected, chance giving that many less than ``SHIFT_P`` of the time, and enough validation
+    images to know where the 95th percentile lies."""
+    expected = 1 - UNUSUAL_PERCENTILE
+    return (
+        calibration_images >= MIN_CALIBRATION_IMAGES
+        and unusual > 2 * expected
+        and binomial_tail(round(unusual * images), images, expected) < SHIFT_P
+    )
+
+
 def _feature_verdict(what: str, unusual: float, images: int, calibration_images: int) -> str:
     """Typical, or not: ``unusual`` of ``images`` lie beyond the 95th percentile of the validation images.
 
@@ -256,7 +268,7 @@ def _feature_verdict(what: str, unusual: float, images: int, calibration_images:
             f"{what}: the run has {calibration_images} validation images, too few to say what is typical "
             "in what the network sees; the intensity statistics below still hold"
         )
-    if unusual <= 2 * expected or binomial_tail(round(unusual * images), images, expected) >= SHIFT_P:
+    if not _is_shift(unusual, images, calibration_images):
         return f"{what}: {unusual:.0%} lie beyond 95% of validation images, about as many as expected; typical"
     return (
         f"{what}: {unusual:.0%} lie beyond 95% of the run's validation images in what the network sees "

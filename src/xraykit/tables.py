@@ -110,6 +110,9 @@ def metric_rows(results: Sequence[dict[str, Any]]) -> list[tuple[str, list[str]]
     return rows
 
 
+INTERVALS_NOTE = "In brackets: 95% intervals."
+
+
 def html_table(rows: list[tuple[str, str]], caption: str = "") -> str:
     """Two columns, name and value, as an HTML table: how a notebook shows a run or its metrics."""
     body = "".join(
@@ -124,7 +127,7 @@ class Metrics(dict):
 
     def _repr_html_(self) -> str:
         rows = [(label, cells[0]) for label, cells in metric_rows([self])]
-        return html_table(rows, "In brackets: 95% intervals." if "intervals" in self else "")
+        return html_table(rows, INTERVALS_NOTE if "intervals" in self else "")
 
 
 def paired_sentence(paired: dict[str, Any]) -> str:

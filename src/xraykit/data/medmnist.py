@@ -37,7 +37,7 @@ def _check_headers(path: Path) -> None:
                 version = np.lib.format.read_magic(member)
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 shape, _, dtype = read(member)
-                header = member.tell() if hasattr(member, "tell") else 0
+                header = member.tell()
             name = info.filename[: -len(".npy")]
             declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             if declared > MAX_ARRAY_BYTES or declared > info.file_size - header:
