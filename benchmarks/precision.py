@@ -19,6 +19,10 @@ spread, and that repeats bit for bit with the same seed (tests/test_precision.py
 passed here (128 px, strong recipe) and failed there (224 px, the course's recipe), so ``auto``
 is float32.
 
+``--progressive 64`` trains each precision with progressive resizing from 64 px instead (the
+first 70% of the epochs at 64 px, the rest at ``--image-size``), named ``...-PRECISION-progressive64-...``;
+``--progressive none,64`` both ways (runs already in the results are read, not trained again).
+
 A tiny run, to see that it works:
 
     python benchmarks/precision.py ../shared/data/chest_xray --image-size 32 --epochs 1 --seeds 0 --limit 200
@@ -75,14 +79,15 @@ def number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def one(args: argparse.Namespace, splits: dict, precision: str, seed: int) -> dict:
+def one(args: argparse.Namespace, splits: dict, precision: str, seed: int, progressive: int | None) -> dict:
     started = time.perf_counter()
-    out = Path(args.out) / f"{args.image_size}px-{precision}-seed{seed}"
+    out = Path(args.out) / f"{args.image_size}px-{precision}{tag(progressive)}-seed{seed}"
     run = xraykit.train(
         splits,
         "scratch",
         recipe="strong",
         precision=precision,
+        progressive=progressive,
         epochs=args.epochs,
         image_size=args.image_size,
         batch_size=args.batch_size,
@@ -98,6 +103,7 @@ def one(args: argparse.Namespace, splits: dict, precision: str, seed: int) -> di
     metrics = compute_metrics(probs, test.labels, run.classes)
     return {
         "precision": precision,
+        "progressive": progressive,
         "resolved": run.record.precision,
         "seed": seed,
         "xraykit": xraykit.__version__,
@@ -116,6 +122,11 @@ def one(args: argparse.Namespace, splits: dict, precision: str, seed: int) -> di
     }
 
 
+def tag(progressive: int | None) -> str:
+    """How a run with progressive resizing from ``progressive`` px is named: ``-progressive64``, or nothing."""
+    return f"-progressive{progressive}" if progressive else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default="../shared/data/chest_xray")
@@ -128,6 +139,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quick check)")
     ap.add_argument("--out", default="runs/precision")
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument(
+        "--progressive",
+        default="none",
+        help="progressive resizing of each run: 'none', a size to start from, or several ('none,64')",
+    )
     args = ap.parse_args()
 
     splits = carved_splits(args.data, args.image_size)
@@ -137,16 +153,20 @@ def main() -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     precisions, seeds = args.precisions.split(","), [int(s) for s in args.seeds.split(",")]
     rows: dict[str, dict[int, dict]] = {}
+    starts = [None if v == "none" else int(v) for v in args.progressive.split(",")]
+    settings = [(p, start) for start in starts for p in precisions]
     for seed in seeds:
-        for precision in precisions:
+        for precision, progressive in settings:
             suffix = f"-limit{args.limit}" if args.limit else ""
-            name = f"precision-{args.image_size}px-{args.epochs}ep-{precision}-seed{seed}{suffix}.json"
+            setting = f"{precision}{tag(progressive)}"
+            name = f"precision-{args.image_size}px-{args.epochs}ep-{setting}-seed{seed}{suffix}.json"
             result_file = results_dir / name
             if result_file.is_file() and not args.retrain:
                 result = json.loads(result_file.read_text())
             else:
-                result = one(args, splits, precision, seed)
+                result = one(args, splits, precision, seed, progressive)
                 result_file.write_text(json.dumps(result, indent=1))
+            precision = setting
             rows.setdefault(precision, {})[seed] = result
             base = rows.get("32", {}).get(seed)
             ratio = f" ({base['seconds_per_epoch'] / result['seconds_per_epoch']:.2f}x float32)" if base else ""
@@ -162,14 +182,15 @@ def main() -> None:
         return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})" if values else "-"
 
     print(f"\n{args.image_size} px, {args.epochs} epochs, seeds {args.seeds}: mean (min-max over seeds)")
-    print(f"{'precision':11} {'s/epoch':>8} {'vs 32':>6}  {'test acc':22} {'balanced acc':22} {'AUC':22}")
+    print(f"{'setting':22} {'minutes':>7} {'vs 32':>6}  {'test acc':22} {'balanced acc':22} {'AUC':22}")
     base_seconds = [r["seconds_per_epoch"] for r in rows.get("32", {}).values()]
     for precision, by_seed in rows.items():
         results = list(by_seed.values())
         seconds = statistics.mean(r["seconds_per_epoch"] for r in results)
+        minutes = statistics.mean(r["minutes"] for r in results)
         ratio = f"{statistics.mean(base_seconds) / seconds:.2f}x" if base_seconds else "-"
         print(
-            f"{precision:11} {seconds:8.1f} {ratio:>6}  {mean_spread('accuracy', results):22} "
+            f"{precision:22} {minutes:7.1f} {ratio:>6}  {mean_spread('accuracy', results):22} "
             f"{mean_spread('balanced_accuracy', results):22} {mean_spread('roc_auc', results)}"
         )
 

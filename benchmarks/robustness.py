@@ -53,6 +53,8 @@ VARIANTS = {
     # the strong recipe with each image standardised by its mean and spread, or histogram-equalised
     "strong-image": ("strong", dict(normalize="image")),
     "strong-equalize": ("strong", dict(normalize="equalize")),
+    # the strong recipe answering with the mean of its last epochs' weights (stochastic weight averaging)
+    "strong-averaged": ("strong", dict(select="averaged")),
 }
 
 

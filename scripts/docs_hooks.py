@@ -9,7 +9,9 @@ A page holds a marker comment and the build replaces it:
 - ``<!-- xraykit:train-options -->``: every training option, a table made from the fields of
   ``TrainConfig`` (its one declaration: default, choices, meaning);
 - ``<!-- xraykit:teaching-results -->``: the teaching guide's expected results and minutes, read from
-  ``benchmarks/results/teaching.json`` (written by ``scripts/measure_teaching_ranges.py``).
+  ``benchmarks/results/teaching.json`` (written by ``scripts/measure_teaching_ranges.py``);
+- ``<!-- xraykit:lecture-table -->``: minutes and ranking of Task 1.1 per size, recipe and setting,
+  gathered by ``benchmarks/lecture_table.py`` from the benchmarks' stored results.
 
 ``mkdocs.yml`` loads this file under ``hooks:``; ``tests/test_docs.py`` calls the same
 functions, so a command or a hook missing from the docs fails the test suite.
@@ -33,6 +35,7 @@ HOOKS_MARKER = "<!-- xraykit:hooks-reference -->"
 OPTIONS_MARKER = "<!-- xraykit:train-options -->"
 TEACHING_MARKER = "<!-- xraykit:teaching-results -->"
 TEACHING_RESULTS = docs_pages.ROOT / "benchmarks" / "results" / "teaching.json"
+LECTURE_MARKER = "<!-- xraykit:lecture-table -->"
 # exercise in measure_teaching_ranges.py -> its number in the teaching guide
 EXERCISES = {
     "demo": "1. demo",
@@ -219,7 +222,17 @@ def render(markdown: str) -> str:
         markdown = markdown.replace(OPTIONS_MARKER, train_options_reference())
     if TEACHING_MARKER in markdown:
         markdown = markdown.replace(TEACHING_MARKER, teaching_results())
+    if LECTURE_MARKER in markdown:
+        markdown = markdown.replace(LECTURE_MARKER, lecture_table())
     return markdown
+
+
+def lecture_table() -> str:
+    """Markdown: ``benchmarks/lecture_table.py``'s table of the stored benchmark results."""
+    sys.path.insert(0, str(docs_pages.ROOT / "benchmarks"))
+    import lecture_table as table
+
+    return table.markdown()
 
 
 def with_outputs(markdown: str, page: str) -> str:

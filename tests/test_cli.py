@@ -180,11 +180,11 @@ def test_the_demo_passes_each_runs_history_to_the_last_epoch_note_and_shows_the_
 
 
 @pytest.mark.parametrize("command", [["evaluate"], ["explain-score"]], ids=["evaluate", "explain-score"])
-def test_a_checkpoint_other_than_best_or_last_is_refused_by_name(tiny_run, command):
+def test_a_checkpoint_other_than_last_best_or_averaged_is_refused_by_name(tiny_run, command):
     result = CliRunner().invoke(app, [*command, str(tiny_run.path), "synthetic:n=32", "--which", "../worst"])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--which must be 'best' or 'last'" in lines[0] and "'../worst'" in lines[0]
+    assert len(lines) == 1 and "--which must be one of last, best, averaged" in lines[0] and "'../worst'" in lines[0]
 
 
 def test_train_ends_with_the_evaluate_command_for_its_own_data(tmp_path):

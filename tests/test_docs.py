@@ -327,3 +327,17 @@ def test_the_teaching_guide_quotes_every_exercise_as_measured_with_this_version(
     assert docs_hooks.TEACHING_MARKER in (DOCS / "teaching.md").read_text()
     rendered = docs_hooks.render((DOCS / "teaching.md").read_text())
     assert all(f"| {label} |" in rendered for label in docs_hooks.EXERCISES.values())
+
+
+def test_the_lecturers_table_is_rendered_from_the_stored_benchmark_results_on_both_pages():
+    """Every setting measured has its row, with a verdict against float32 of its size and recipe."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import lecture_table
+
+    found = lecture_table.rows()
+    assert (224, "report", "32") in found and (128, "strong", "32") in found
+    for page in ("performance.md", "teaching.md"):
+        rendered = docs_hooks.render((DOCS / page).read_text())
+        assert docs_hooks.LECTURE_MARKER not in rendered
+        for size, recipe, setting in found:
+            assert f"| {size} | {recipe} | `{setting}` |" in rendered, (page, size, recipe, setting)

@@ -91,6 +91,13 @@ def test_augmentation_turns_the_cache_off_and_says_why(small, tmp_path):
     assert any("Feature cache off" in m and "augmentation" in m for m in recorder.messages)
 
 
+def test_cached_features_are_of_one_size_so_progressive_resizing_is_off_and_said(small, tmp_path):
+    _, history, recorder = train(small, tmp_path, epochs=2, progressive=16)
+    assert recorder.stem_images_per_epoch == [0, 0]
+    assert any("Progressive resizing off" in m for m in recorder.messages)
+    assert "image_size" not in history[0]
+
+
 def test_a_backbone_that_trains_is_never_cached(small, tmp_path):
     _, _, recorder = train(small, tmp_path, task="scratch")
     assert recorder.stem_images_per_epoch[0] > 0

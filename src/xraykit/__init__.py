@@ -11,7 +11,8 @@ This module is the facade: ``__all__`` below is the public API, the list that
     training.py        train(), resume(): set a run up, then hand over to the loop
     preflight.py       what is checked before a run starts (device, trial batch, a checkpoint to resume)
     loop.py            fit(): the training loop, read top to bottom, and its helpers
-    inputs.py          how images reach the model in training (as they are, augmented, cached features)
+    averaging.py       weight averaging over the last epochs (--select averaged, SWA)
+    inputs.py          how images reach the model in training (as they are, shrunk, augmented, cached features)
     augment.py         training-time augmentation
     devices.py         the device and the precision, each resolved once; batches moved to the device
     inference.py       the network's input, logits, probabilities, what its head receives

@@ -46,7 +46,9 @@ def augment_strong(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     and brightness, the detector's sharpness (a Gaussian blur on half the batches), a
     lower-resolution original (shrunk up to 3 times and enlarged back, 3 batches in 10), noise,
     and black borders (3 images in 10). A network that must be right under all of them cannot
-    lean on the exposure or the sharpness of one hospital's machine.
+    lean on the exposure or the sharpness of one hospital's machine. The result is rounded to 256
+    levels, as the other hospital's files would be (and as every image xraykit reads is), which also
+    lets histogram equalisation count ranks instead of sorting pixels.
     """
     n = x.shape[0]
     x = _random_affine(x, g, degrees=10, scale=(0.85, 1.2), shift=0.06)
@@ -69,7 +71,7 @@ def augment_strong(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if framed[i] and widths[i] > 0:
             w = widths[i]
             x[i, :, :w, :], x[i, :, -w:, :], x[i, :, :, :w], x[i, :, :, -w:] = 0, 0, 0, 0
-    return x.clamp(0, 1)
+    return (x.clamp(0, 1) * 255).round() / 255
 
 
 def _randn_like(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

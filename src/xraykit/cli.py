@@ -21,6 +21,9 @@ from .errors import XrayError
 # Each command imports what it needs (torch among it) when it runs: `xraykit --help`,
 # `xraykit COMMAND --help` and `xraykit --version` answer at once (benchmarks/cli_startup.py).
 
+# The --which of every command that reads one checkpoint of a run.
+WHICH_HELP = "Checkpoint: 'last', 'best' or 'averaged' (a run trained with --select averaged). Default: its --select."
+
 app = typer.Typer(
     help="Learn, teach and practise deep learning on chest X-rays (ResNet-18 from scratch and fine-tuned, CAM).",
     no_args_is_help=True,
@@ -118,7 +121,7 @@ def train(
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder made by `xraykit train`."),
     data: str = typer.Argument(..., help="Test folder (DATA/test), a data folder with test/, an .npz, or 'synthetic'."),
-    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
+    which: Optional[str] = typer.Option(None, help=WHICH_HELP),
     out: Optional[Path] = typer.Option(None, help="Where to write metrics.json and figures. Default: the run folder."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     precision: str = field_option("precision"),
@@ -185,7 +188,7 @@ def compare(
 def predict(
     run: Path = typer.Argument(..., help="Run folder."),
     images: List[Path] = typer.Argument(..., help="Image files."),
-    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
+    which: Optional[str] = typer.Option(None, help=WHICH_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     precision: str = field_option("precision"),
     tta: bool = typer.Option(
@@ -235,7 +238,7 @@ def explain_score(
     ),
     limit: Optional[int] = typer.Option(None, help="Score only the first N lesioned test images."),
     out: Optional[Path] = typer.Option(None, help="Folder for explain_score.json. Default: the run folder."),
-    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
+    which: Optional[str] = typer.Option(None, help=WHICH_HELP),
     option: List[str] = typer.Option(
         [], "--option", "-o", help="METHOD.KEY=VALUE, e.g. occlusion.patch=16 (repeatable)."
     ),
@@ -265,7 +268,7 @@ def explain_gallery(
     per_kind: int = typer.Option(1, help="Images of each kind (each class, right and wrong)."),
     limit: Optional[int] = typer.Option(None, help="Score on only the first N lesioned test images."),
     out: Optional[Path] = typer.Option(None, help="Folder for explain_gallery.png/.json. Default: the run folder."),
-    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
+    which: Optional[str] = typer.Option(None, help=WHICH_HELP),
 ):
     """The same test images under several explainers side by side, each with its pointing game."""
     from . import gallery
@@ -282,7 +285,7 @@ def explain_gallery(
 def shift(
     run: Path = typer.Argument(..., help="Run folder made by `xraykit train`."),
     data: str = typer.Argument(..., help="New X-rays: a folder (with test/, or the test folder itself), an .npz."),
-    which: Optional[str] = typer.Option(None, help="Checkpoint: 'best' or 'last'. Default: the run's recipe."),
+    which: Optional[str] = typer.Option(None, help=WHICH_HELP),
     out: Optional[Path] = typer.Option(None, help="Where to write shift.json and figures. Default: the run folder."),
     split: str = typer.Option("test", help="Which split of DATA to compare."),
 ):

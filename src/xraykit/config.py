@@ -23,7 +23,7 @@ from .errors import XrayError
 AUGMENTATIONS = ("none", "light", "strong")
 NORMALIZATIONS = ("dataset", "image", "equalize")
 SCHEDULES = ("constant", "cosine")
-SELECTIONS = ("last", "best")
+SELECTIONS = ("last", "best", "averaged")
 CLASS_WEIGHTS = ("none", "auto")
 PRECISIONS = ("32", "bf16-mixed", "auto")  # Lightning's words; devices.resolve_precision decides what auto means
 # What each recipe changes from the report's settings, which are the defaults of TrainConfig's recipe fields.
@@ -126,6 +126,11 @@ class TrainConfig:
     )
     batch_size: int = option(32, "Images per training step.")
     image_size: int = option(224, "Images are resized to SIZE x SIZE.")
+    progressive: Optional[int] = option(
+        None,
+        "Progressive resizing: the first 70% of the epochs train on images shrunk to this size (a quarter "
+        "of the arithmetic at half the size), the rest at --image-size; validation is always at --image-size.",
+    )
     seed: int = option(0, "Seed for init, data order, augmentation and the validation split.")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
     recipe: str = option(
@@ -155,7 +160,11 @@ class TrainConfig:
     balanced_sampler: bool = option(False, "Sample classes equally often.", recipe=True)
     schedule: str = option("constant", "Learning rate schedule.", choices=SCHEDULES, recipe=True)
     select: str = option(
-        "last", "Checkpoint used for evaluation: 'last' or 'best' (lowest val loss).", choices=SELECTIONS, recipe=True
+        "last",
+        "Checkpoint used for evaluation: 'last', 'best' (lowest val loss) or 'averaged' (the mean of the weights "
+        "after each of the last 30% of the epochs, BatchNorm measured again: stochastic weight averaging).",
+        choices=SELECTIONS,
+        recipe=True,
     )
     feature_cache: bool = option(True, "Train a frozen backbone's head on cached features (exact).")
     precision: str = option(
@@ -194,6 +203,10 @@ class TrainConfig:
         _whole("num_classes", self.num_classes, 2)
         _whole("seed", self.seed, 0)
         _whole("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        if self.progressive is not None:
+            _whole("progressive", self.progressive, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+            smaller = self.progressive < self.image_size
+            _require("progressive", self.progressive, smaller, f"smaller than image_size {self.image_size}")
         lr_ok = self.lr is None or (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0)
         _require("lr", self.lr, lr_ok, "a finite number above 0")
         fraction_ok = self.val_from_train is None or (_is_number(self.val_from_train) and 0 < self.val_from_train < 1)

@@ -6,7 +6,9 @@ Training, evaluation and explanation all go through these, so a model sees one k
 
 from __future__ import annotations
 
+import math
 from functools import partial
+from typing import Optional
 
 import torch
 from torch import nn
@@ -47,20 +49,52 @@ def equalize_each_image(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tu
     Gamma, contrast, brightness and histogram equalisation at another hospital are all
     increasing maps of intensity: none of them changes a rank, so with ``normalize="equalize"``
     the network cannot see any of them. Ranks have no gradient, and integrated gradients and
-    guided backpropagation need one, so the gradient is taken from a piecewise-linear curve
-    through 64 of the image's quantiles (the same map, smoothed); the values are the exact ranks.
+    guided backpropagation need one, so when the input asks for a gradient it is taken from a
+    piecewise-linear curve through 64 of the image's quantiles (the same map, smoothed); the
+    values are the exact ranks. Without a gradient (training, evaluation) the ranks of an image of
+    uint8 levels are counted in a histogram instead of sorted (:func:`_ranks_by_counting`), in a
+    tenth of the time; other images are sorted.
     """
     x = args[0]
     flat = x.flatten(1)
+    needs_slope = x.requires_grad and torch.is_grad_enabled()
+    counted = None if needs_slope else _ranks_by_counting(flat)
+    if counted is not None:
+        return (((counted - 0.5) / _UNIFORM_STD).view_as(x), *args[1:])
     ordered = flat.detach().sort(dim=1).values
     n = flat.shape[1]
     ranks = torch.searchsorted(ordered, flat.detach().contiguous(), right=True).to(flat.dtype) / n
+    if not needs_slope:
+        return (((ranks - 0.5) / _UNIFORM_STD).view_as(x), *args[1:])
     knots = ordered[:, torch.linspace(0, n - 1, _KNOTS, device=x.device).round().long()].contiguous()
     upper = torch.searchsorted(knots, flat.detach().contiguous(), right=True).clamp(1, _KNOTS - 1)
     low, high = knots.gather(1, upper - 1), knots.gather(1, upper)
     smooth = (upper - 1 + (flat - low) / (high - low).clamp(min=1e-3)) / (_KNOTS - 1)
     equalized = ranks + (smooth - smooth.detach())  # the value of the ranks, the slope of the curve
     return (((equalized - 0.5) / _UNIFORM_STD).view_as(x), *args[1:])
+
+
+_LEVELS = 4096  # bins between an image's darkest and brightest pixel when ranks are counted
+
+
+def _ranks_by_counting(flat: torch.Tensor) -> Optional[torch.Tensor]:
+    """Each row's ranks (share of its values as small or smaller) from a histogram, or None where that is not exact.
+
+    The histogram has :data:`_LEVELS` bins between a row's smallest and largest value. An image of
+    at most 256 levels, as every uint8 image is (and every strongly augmented one: see
+    :func:`xraykit.augment.augment_strong`), has its levels at least ``_LEVELS / 255`` bins apart,
+    so no two share a bin and the counts are its exact ranks. Counting is linear in the pixels;
+    sorting them cost a tenth of a Task 1.1 training step at 224 px. When some bin holds two
+    different values, the answer is None and the caller sorts.
+    """
+    flat = flat.detach().float()
+    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    bins = ((flat - low) * ((_LEVELS - 1) / (high - low).clamp(min=1e-12))).round().long().clamp(0, _LEVELS - 1)
+    lowest = torch.full((flat.shape[0], _LEVELS), math.inf, device=flat.device).scatter_reduce_(1, bins, flat, "amin")
+    if not torch.equal(lowest.gather(1, bins), flat):  # two values in one bin: counting would merge them
+        return None
+    counts = torch.zeros(flat.shape[0], _LEVELS, device=flat.device).scatter_add_(1, bins, torch.ones_like(flat))
+    return counts.cumsum(1).gather(1, bins) / flat.shape[1]
 
 
 def apply_normalization(model: nn.Module, normalize: str) -> nn.Module:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import distributed
@@ -48,15 +49,35 @@ class Inputs:
     backbone: Backbone
     augment: str = "none"
     seconds: float = 0.0  # spent computing cached features
+    progressive: Optional[int] = None  # the smaller size of progressive resizing; None when images keep theirs
 
-    def train_prepare(self, epoch: int, seed: int) -> Forward:
-        """``prepare`` for this epoch's training batches: augmented, from a generator of (seed, epoch), if asked."""
-        if self.augment == "none":
-            return self.prepare
-        g = torch.Generator().manual_seed(seed * 7_919 + epoch + distributed.seed_offset())
-        if self.augment == "strong":
-            return partial(_strongly_augmented, backbone=self.backbone, generator=g)
-        return partial(_augmented, prepare=self.prepare, generator=g)
+    def train_prepare(self, epoch: int, seed: int, size: Optional[int] = None) -> Forward:
+        """``prepare`` for this epoch's training batches: shrunk to ``size`` (progressive resizing) and
+        augmented, from a generator of (seed, epoch), if asked."""
+        prepare = self.prepare
+        if self.augment != "none":
+            g = torch.Generator().manual_seed(seed * 7_919 + epoch + distributed.seed_offset())
+            if self.augment == "strong":
+                prepare = partial(_strongly_augmented, backbone=self.backbone, generator=g)
+            else:
+                prepare = partial(_augmented, prepare=self.prepare, generator=g)
+        if self.progressive is None or size is None or size == self.train_x.shape[-1]:
+            return prepare
+        return partial(_shrunk, size=size, prepare=prepare)
+
+
+def resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``uint8`` images ``(N, C, H, W)`` resized to ``size`` x ``size`` (antialiased), still ``uint8``.
+
+    Rounded back to whole levels, so that a shrunk image is what a smaller file would have held
+    (and histogram equalisation counts its ranks exactly).
+    """
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def _shrunk(batch: torch.Tensor, size: int, prepare: Forward) -> torch.Tensor:
+    return prepare(resized(batch, size))
 
 
 def _augmented(batch: torch.Tensor, prepare: Forward, generator: torch.Generator) -> torch.Tensor:
@@ -107,6 +128,8 @@ def choose_inputs(
         train_x, val_x = distributed.in_parts(features, train.images), distributed.in_parts(features, val.images)
         prepare = _unchanged
         seconds = time.perf_counter() - started
+        if config.progressive is not None:
+            say("Progressive resizing off: the frozen backbone's features are computed once, at --image-size.")
     elif config.feature_cache and config.augment != "none" and _only_head_trains(model, backbone):
         say("Feature cache off: augmentation changes the backbone's input every epoch.")
     train_forward: Forward = distributed.wrap(forward)
@@ -122,6 +145,7 @@ def choose_inputs(
         backbone,
         config.augment,
         seconds,
+        config.progressive if prepare is not _unchanged else None,
     )
 
 

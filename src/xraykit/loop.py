@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed
+from . import averaging, distributed
 from .config import TrainConfig
 from .devices import DeviceLike, Forward, to_device
 from .errors import XrayError
 from .inference import predict_logits
-from .inputs import choose_inputs, set_train_mode
+from .inputs import Inputs, choose_inputs, set_train_mode
 from .interfaces import Backbone, Strategy, XrayData
 from .io import save_torch, write_json
 from .weights import CHECKPOINT_FORMAT
@@ -71,11 +71,12 @@ def fit(
     weight = class_weights(train.labels, config.num_classes).to(device) if config.class_weights == "auto" else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     history: list[dict] = []
-    best_val_loss, start_epoch = math.inf, 0
+    best_val_loss, start_epoch, average = math.inf, 0, None
     if resume is not None:  # a checkpoint saved at the end of an epoch: continue with the next
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         history, best_val_loss, start_epoch = list(resume["history"]), resume["best_val_loss"], resume["epoch"]
+        average = resume.get("average")  # --select averaged: the running mean of the last epochs' weights
 
     # 2. How images reach the model: as they are, augmented, or as cached features of a frozen backbone.
     inputs = choose_inputs(model, backbone, train, val, config, device, callbacks.message, precision)
@@ -88,6 +89,7 @@ def fit(
         lr = learning_rate(base_lr, epoch, config.epochs, config.schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        size = training_size(epoch, config.epochs, inputs.progressive, config.image_size)
         callbacks.on_epoch_start(epoch + 1, config.epochs, math.ceil(len(order) / config.batch_size))
         set_train_mode(model)
         train_loss = train_one_epoch(
@@ -95,7 +97,7 @@ def fit(
             inputs.train_x,
             train.labels,
             order,
-            inputs.train_prepare(epoch, config.seed),
+            inputs.train_prepare(epoch, config.seed, size),
             optimizer,
             loss_fn,
             config.batch_size,
@@ -104,7 +106,7 @@ def fit(
             epoch=epoch + 1,
         )
 
-        # 4. Validation loss and accuracy, with the model in eval mode.
+        # 4. Validation loss and accuracy at the run's image size, with the model in eval mode.
         model.eval()
         val_loss, val_acc = validate(inputs.eval_forward, inputs.val_x, val.labels, inputs.prepare, loss_fn, 64, device)
         if not math.isfinite(val_loss):  # weights gone NaN or infinite in the last step: keep the last good checkpoint
@@ -118,24 +120,60 @@ def fit(
             "val_loss": val_loss,
             "val_accuracy": val_acc,
             "lr": lr,
-            "seconds": time.perf_counter() - started + feature_seconds,
         }
+
+        # 5. --select averaged: add this epoch's weights to the mean of the last epochs'; after the last
+        #    epoch, measure BatchNorm's statistics for the averaged weights and validate them too.
+        averaged_state = None
+        if config.select == "averaged" and epoch >= averaging.first_averaged_epoch(config.epochs):
+            average = averaging.add(average, model, averaging.first_averaged_epoch(config.epochs))
+            if epoch + 1 == config.epochs:
+                averaged_state, record["averaged_val_loss"], record["averaged_val_accuracy"] = averaged(
+                    model, average, inputs, val.labels, loss_fn, device
+                )
+                record["averaged_epochs"] = average["count"]  # fewer than the window if a resume moved it
+        record["seconds"] = time.perf_counter() - started + feature_seconds
+        if inputs.progressive is not None:
+            record["image_size"] = size
         if feature_seconds:
             record["feature_seconds"], feature_seconds = feature_seconds, 0.0
         history.append(record)
 
-        # 5. Save: the last epoch always, the best validation loss when it improves (one process writes).
+        # 6. Save: the last epoch always, the best validation loss when it improves, the averaged weights
+        #    after the last epoch (one process writes).
         is_best = val_loss < best_val_loss
         best_val_loss = min(best_val_loss, val_loss)
         if distributed.is_main():
             state = checkpoint(model, optimizer, epoch + 1, history, config, best_val_loss)
             if is_best:
                 save_torch(run_dir / "checkpoints" / "best.pt", state)
-            save_torch(run_dir / "checkpoints" / "last.pt", state)
+            if averaged_state is not None:
+                save_torch(run_dir / "checkpoints" / "averaged.pt", {**state, "model": averaged_state})
+            save_torch(run_dir / "checkpoints" / "last.pt", {**state, "average": average} if average else state)
             write_json(run_dir / "history.json", history)
         callbacks.on_epoch_end(record)
     model.eval()
     return history
+
+
+def averaged(
+    model: nn.Module,
+    average: dict,
+    inputs: Inputs,
+    val_labels: torch.Tensor,
+    loss_fn: nn.CrossEntropyLoss,
+    device: torch.device,
+) -> tuple[dict, float, float]:
+    """The averaged weights' state (BatchNorm measured afresh on the training images) and their validation
+    loss and accuracy; ``model`` is left with its own weights, as the last epoch left them."""
+    own = {k: v.clone() for k, v in model.state_dict().items()}
+    averaging.load_average(model, average)
+    averaging.recompute_batchnorm(model, inputs.eval_forward, inputs.train_x, inputs.prepare, 64, device)
+    model.eval()
+    loss, accuracy = validate(inputs.eval_forward, inputs.val_x, val_labels, inputs.prepare, loss_fn, 64, device)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(own)
+    return state, loss, accuracy
 
 
 def _kept(run_dir: Path) -> str:
@@ -261,6 +299,24 @@ def epoch_order(labels: torch.Tensor, epoch: int, seed: int, balanced: bool) -> 
     counts = torch.bincount(labels).float()
     weights = (1.0 / counts)[labels]
     return torch.multinomial(weights, len(labels), replacement=True, generator=g)
+
+
+PROGRESSIVE_SHARE = 0.7  # of a progressive run's epochs, those that train at the smaller size
+
+
+def training_size(epoch: int, epochs: int, start: Optional[int], size: int) -> int:
+    """The image size epoch ``epoch`` (counted from 0) of ``epochs`` trains at.
+
+    Without progressive resizing (``start`` None) every epoch trains at ``size``. With it, the first
+    :data:`PROGRESSIVE_SHARE` of the epochs train at ``start`` and the rest at ``size`` (fastai's
+    progressive resizing, in two steps). A network learns the shapes of pneumonia from smaller
+    images for a fraction of the arithmetic (a convolution's cost grows with the pixels: half the
+    side, a quarter of the cost), then its last epochs, at the size it is judged at, adapt it to
+    the finer detail and to the apparent size of things (Touvron et al. 2019, "FixRes").
+    """
+    if start is None:
+        return size
+    return start if epoch < int(PROGRESSIVE_SHARE * epochs) else size
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ from typing import Optional, Union
 from torch import nn
 
 from . import plugins
-from .config import RunRecord, TrainConfig
+from .config import SELECTIONS, RunRecord, TrainConfig
 from .data.copies import fingerprint
 from .data.loading import choose_validation, load_data
 from .errors import XrayError, display_path
@@ -139,7 +139,7 @@ class Run:
             raise XrayError(f"{self.path}: an ensemble; to {what}, give one of its members ({members[0]['path']})")
 
     def checkpoint_path(self, which: str | None = None) -> Path:
-        """``best`` or ``last``; by default the one the run's recipe selects. An ensemble's is ``ensemble.json``."""
+        """``last``, ``best`` or ``averaged``; by default the one the run selects. An ensemble's: ``ensemble.json``."""
         if self.members is not None:
             if which is not None:
                 raise XrayError(
@@ -147,10 +147,12 @@ class Run:
                 )
             return self.path / "ensemble.json"
         which = which or self.config.select
-        if which not in ("best", "last"):  # also keeps a name like '../x' from reaching the file system
-            raise XrayError(f"{self.path}: --which must be 'best' or 'last', got '{which}'")
+        if which not in SELECTIONS:  # also keeps a name like '../x' from reaching the file system
+            raise XrayError(f"{self.path}: --which must be one of {', '.join(SELECTIONS)}, got '{which}'")
         path = self.path / "checkpoints" / f"{which}.pt"
-        if not path.is_file() and which == "best":
+        if which == "averaged" and self.config.select != "averaged" and not path.is_file():
+            raise XrayError(f"{self.path}: this run kept no averaged weights (train with --select averaged)")
+        if not path.is_file() and which != "last":  # a run stopped before its last epoch: its last finished one
             path = self.path / "checkpoints" / "last.pt"
         if not path.is_file():
             raise XrayError(f"{self.path}: no checkpoint yet ({path.name}); has an epoch finished?")

@@ -58,13 +58,22 @@ def _gaussian_kernel(sigma_px: float) -> torch.Tensor:
 
 
 def gaussian_blur(f: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """A separable Gaussian blur of float images ``(N, 1, H, W)``, edges replicated."""
+    """A separable Gaussian blur of float images ``(N, 1, H, W)``, edges replicated.
+
+    Each pass is a weighted sum of shifted views of the padded images: the same sums as a
+    one-channel ``conv2d``, which runs several times slower on a CPU (the strong recipe blurs
+    half of its training batches).
+    """
     if sigma_px < 0.05:  # narrower than a twentieth of a pixel: no change to see (and no 0/0 in the kernel)
         return f
-    k = _gaussian_kernel(sigma_px).to(f.device, f.dtype)
+    k = _gaussian_kernel(sigma_px).tolist()
     r = (len(k) - 1) // 2
-    f = F.conv2d(F.pad(f, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(f, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    padded = F.pad(f, (r, r, 0, 0), mode="replicate")
+    width = f.shape[-1]
+    f = sum(w * padded[..., i : i + width] for i, w in enumerate(k))
+    padded = F.pad(f, (0, 0, r, r), mode="replicate")
+    height = f.shape[-2]
+    return sum(w * padded[..., i : i + height, :] for i, w in enumerate(k))
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
