@@ -1,4 +1,6 @@
-"""What two training histories may differ in: the wall clock, and nothing else."""
+"""What two training histories may differ in (the wall clock, and nothing else), and a run stopped on purpose."""
+
+from xraykit.loop import Callbacks
 
 TIMINGS = ("seconds", "feature_seconds")
 
@@ -11,3 +13,14 @@ def without_timings(history: list[dict]) -> list[dict]:
     not need; that is timing, not training.
     """
     return [{k: v for k, v in record.items() if k not in TIMINGS} for record in history]
+
+
+class StopAfter(Callbacks):
+    """Ctrl-C at the end of epoch ``n``, after its checkpoint is written."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_epoch_end(self, record: dict) -> None:
+        if record["epoch"] == self.n:
+            raise KeyboardInterrupt

@@ -12,21 +12,11 @@ from xraykit import averaging, plugins
 from xraykit.data.synthetic import synthetic_splits
 from xraykit.errors import XrayError
 from xraykit.inference import to_input
-from xraykit.loop import Callbacks
 from xraykit.runs import Run
 
+from histories import StopAfter
+
 TINY = dict(batch_size=32, image_size=32, device="cpu", quiet=True)
-
-
-class StopAfter(Callbacks):
-    """Ctrl-C at the end of epoch ``n``, after its checkpoint is written."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def on_epoch_end(self, record: dict) -> None:
-        if record["epoch"] == self.n:
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ import xraykit
 from xraykit import cli
 from xraykit.data.synthetic import synthetic_splits
 from xraykit.errors import XrayError
-from xraykit.loop import Callbacks, learning_rate
+from xraykit.loop import learning_rate
 from xraykit.runs import Run
 
-from histories import without_timings
+from histories import StopAfter, without_timings
 
 # One batch per epoch keeps every test to a handful of optimizer steps.
 TINY = dict(batch_size=32, image_size=32, device="cpu", quiet=True)
@@ -27,17 +27,6 @@ TINY = dict(batch_size=32, image_size=32, device="cpu", quiet=True)
 @pytest.fixture(scope="module")
 def splits():
     return synthetic_splits(n=24, size=32, seed=5)
-
-
-class StopAfter(Callbacks):
-    """Ctrl-C at the end of epoch ``n``, after its checkpoint is written."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def on_epoch_end(self, record: dict) -> None:
-        if record["epoch"] == self.n:
-            raise KeyboardInterrupt
 
 
 def assert_same_run(resumed: Run, straight: Run) -> None:
