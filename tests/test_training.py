@@ -189,3 +189,14 @@ def test_each_epoch_trains_with_the_rate_its_schedule_gives_and_records_it(tmp_p
     assert [h["lr"] for h in run.history] == expected
     # The optimizer itself stepped at the last epoch's rate (the checkpoint holds its state).
     assert [g["lr"] for g in run.load_checkpoint("last")["optimizer"]["param_groups"]] == [expected[-1]]
+
+
+@given(st.integers(1, 500), st.integers(2, 64))
+def test_batches_cover_every_image_once_and_none_is_a_lone_image_but_a_lone_dataset(n, batch_size):
+    from xraykit.inputs import batch_bounds
+
+    bounds = batch_bounds(n, batch_size)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(end - start <= batch_size + 1 for start, end in bounds)
+    assert n == 1 or all(end - start > 1 for start, end in bounds)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .devices import DeviceLike, Forward, to_device
+from .inputs import batch_bounds
 
 AVERAGED_SHARE = 0.3  # of a run's epochs, the last ones whose weights are averaged
 
@@ -76,10 +77,7 @@ def recompute_batchnorm(
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over every batch
         m.train()
-    starts = list(range(0, len(inputs), batch_size))
-    if len(starts) > 1 and len(inputs) - starts[-1] == 1:
-        starts.pop()  # a last batch of one image joins the one before, as in training
-    for start, end in zip(starts, starts[1:] + [len(inputs)]):
+    for start, end in batch_bounds(len(inputs), batch_size):  # in train mode, as training batches them
         forward(prepare(to_device(inputs[start:end], device)))
     for m, momentum in zip(layers, momenta):
         m.momentum = momentum

@@ -66,6 +66,15 @@ class Inputs:
         return partial(_shrunk, size=size, prepare=prepare)
 
 
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each training-mode batch of ``n`` items: a last batch of one image joins the one
+    before, since BatchNorm in train mode cannot normalise a single value."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n]))
+
+
 def resized(images: torch.Tensor, size: int) -> torch.Tensor:
     """``uint8`` images ``(N, C, H, W)`` resized to ``size`` x ``size`` (antialiased), still ``uint8``.
 

@@ -24,7 +24,7 @@ from .config import TrainConfig
 from .devices import DeviceLike, Forward, to_device
 from .errors import XrayError
 from .inference import predict_logits
-from .inputs import Inputs, choose_inputs, set_train_mode
+from .inputs import Inputs, batch_bounds, choose_inputs, set_train_mode
 from .interfaces import Backbone, Strategy, XrayData
 from .io import save_torch, write_json
 from .weights import CHECKPOINT_FORMAT
@@ -206,10 +206,8 @@ def train_one_epoch(
     """
     running, seen = RunningLoss(torch.device(device)), 0.0
     order, labels = order.to(inputs.device), labels.to(inputs.device)  # where the images are (a GPU's, if they fit)
-    starts = list(range(0, len(order), batch_size))
-    if len(starts) > 1 and len(order) - starts[-1] == 1:
-        starts.pop()  # a last batch of one image joins the one before: BatchNorm cannot normalise one value
-    for b, (start, end) in enumerate(zip(starts, starts[1:] + [len(order)])):
+    bounds = batch_bounds(len(order), batch_size)  # a last batch of one image joins the one before
+    for b, (start, end) in enumerate(bounds):
         idx = order[start:end]
         # Under torchrun each process takes its part of the batch, its loss weighted so that DDP's average
         # of the gradients is the whole batch's (see distributed.batch_part). Alone: all of it, share 1.
@@ -217,7 +215,7 @@ def train_one_epoch(
         x, y = prepare(to_device(inputs[part], device)), to_device(labels[part], device)
         loss = loss_fn(forward(x).float(), y)
         running.add(loss, share * len(idx))
-        read = running.due(b, len(starts))
+        read = running.due(b, len(bounds))
         if read and not math.isfinite(running.total()):  # nothing is saved from this epoch: the last checkpoint stays
             raise XrayError(
                 f"the training loss became {running.total()} at epoch {epoch}, batch {b + 1}: training diverged "
