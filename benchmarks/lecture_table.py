@@ -4,7 +4,7 @@ Reads what the other benchmarks measured and kept in ``benchmarks/results`` (it 
 
 - ``precision-<size>px-10ep-<setting>-seed<k>.json`` from ``precision.py``: Task 1.1 with the strong
   recipe, in float32 or bfloat16, with or without progressive resizing;
-- ``compare-224px-10ep-<precision>-seed<k>.json`` from ``compare_minutes.py``: the whole ``xraykit
+- ``compare-<size>px-10ep-<precision>-seed<k>.json`` from ``compare_minutes.py``: the whole ``xraykit
   compare`` (both tasks) with the report recipe;
 
 and prints, per image size, recipe and setting, over the seeds found: minutes (mean), test

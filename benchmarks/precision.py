@@ -16,8 +16,8 @@ records the machine it was measured on, since seconds compare only on one machin
 ``auto`` (``xraykit.devices.resolve_precision``) is judged on this table and on
 ``compare_minutes.py``'s: the fastest precision whose mean accuracy is within float32's seed
 spread, and that repeats bit for bit with the same seed (tests/test_precision.py). bfloat16
-passed here (128 px, strong recipe) and failed there (224 px, the course's recipe), so ``auto``
-is float32.
+passed here (128 and 224 px, strong recipe) and failed there (224 px, the course's recipe), so
+``auto`` is float32.
 
 ``--progressive 64`` trains each precision with progressive resizing from 64 px instead (the
 first 70% of the epochs at 64 px, the rest at ``--image-size``), named ``...-PRECISION-progressive64-...``;

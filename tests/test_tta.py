@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import xraykit
 from xraykit.data.synthetic import synthetic_splits
-from xraykit.inference import predict_proba
+from xraykit.inference import mean_of_probabilities, predict_proba
 from xraykit.metrics import compute_metrics
 from xraykit.tta import VIEWS, views
 
@@ -24,6 +24,24 @@ def test_every_view_keeps_the_shape_and_type_and_the_first_is_the_image_itself(n
     assert torch.equal(out["as it is"], images)
     for view in out.values():
         assert view.shape == images.shape and view.dtype == torch.uint8
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    answers=st.integers(1, 5),
+    n=st.integers(1, 6),
+    classes=st.integers(2, 4),
+    scale=st.floats(0.1, 40),
+    seed=st.integers(0, 10_000),
+)
+def test_the_mean_of_probabilities_comes_back_as_logits_whose_softmax_is_that_mean(answers, n, classes, scale, seed):
+    """TTA's views and an ensemble's members answer as one this way: the law both rely on."""
+    g = torch.Generator().manual_seed(seed)
+    logits = [scale * torch.randn(n, classes, generator=g) for _ in range(answers)]
+    joined = mean_of_probabilities(logits)
+    assert joined.shape == (n, classes) and torch.isfinite(joined).all()
+    expected = torch.stack([x.softmax(1) for x in logits]).mean(0)
+    assert torch.allclose(joined.softmax(1), expected, atol=1e-6)
 
 
 def test_a_view_moves_the_image_the_way_its_name_says_and_never_mirrors_it():

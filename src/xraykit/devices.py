@@ -8,7 +8,7 @@ behind :data:`AUTO_BF16_ON` and :func:`native_bf16`.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Callable, ContextManager, Union
+from typing import Callable, ContextManager, Optional, Union
 
 import torch
 
@@ -30,8 +30,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-# Device types on which ``auto`` takes bfloat16 where the hardware computes it natively. Empty: bfloat16
-# has not yet matched float32's accuracy at 224 px over three seeds (docs/performance.md, "Precision").
+# Device types on which ``auto`` takes bfloat16 where the hardware computes it natively. Empty: with the
+# course's recipe at 224 px bfloat16 fell below float32's spread over three seeds, though with the strong
+# recipe it kept it at 128 and 224 px (docs/performance.md, "Precision").
 AUTO_BF16_ON: set[str] = set()
 
 
@@ -72,6 +73,21 @@ def native_bf16(device: torch.device) -> bool:
         return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
     older = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # the same question in older releases
     return bool(older is not None and older())
+
+
+def emulated_bf16_note(precision: str, device: torch.device) -> Optional[str]:
+    """A line for whoever asked for ``bf16-mixed`` on a CPU that only emulates bfloat16, else ``None``.
+
+    It runs, and gives what bfloat16 gives, but slower than float32 (0.70x measured on such a CPU,
+    docs/performance.md): a class that copies a lecturer's ``--precision bf16-mixed`` onto laptops
+    without AVX512-BF16 or AMX-BF16 should hear that ``--precision 32`` is the faster choice there.
+    """
+    if precision == "bf16-mixed" and device.type == "cpu" and not native_bf16(device):
+        return (
+            "--precision bf16-mixed: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX-BF16), so bfloat16 "
+            "is emulated and slower than float32 here (0.70x measured); --precision 32 is faster"
+        )
+    return None
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .errors import XrayError, display_path
+from .inference import mean_of_probabilities
 from .io import write_json
 from .runs import Run, RunLike, check_out, claim_run_folder
 
@@ -30,15 +31,14 @@ ENSEMBLE_FILE = "ensemble.json"
 
 
 class Ensemble(nn.Module):
-    """The members' mean probability, as log-probabilities (they are logits: their softmax is that mean)."""
+    """The members' mean probability, as logits (:func:`xraykit.inference.mean_of_probabilities`)."""
 
     def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([m(x).float().softmax(1) for m in self.members]).mean(0)
-        return probs.clamp_min(1e-12).log()
+        return mean_of_probabilities([m(x) for m in self.members])
 
 
 def ensemble(runs: Sequence[RunLike], *, out: Union[str, Path], which: str | None = None) -> Run:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -148,15 +148,25 @@ def logits_of(
     precision: str = "32",
     tta: bool = False,
 ) -> torch.Tensor:
-    """Logits of ``images``; with ``tta``, the log of the probabilities averaged over :func:`xraykit.tta.views`
-    (log-probabilities are logits: their softmax gives the averaged probabilities back)."""
+    """Logits of ``images``; with ``tta``, those of the probabilities averaged over :func:`xraykit.tta.views`
+    (:func:`mean_of_probabilities`)."""
     model.eval().to(device)
     forward = accelerated(model, device, precision)
     prepare = partial(to_input, backbone=backbone)
     if not tta:
         return predict_logits(forward, images, prepare, 64, device)
-    probs = torch.stack([predict_logits(forward, v, prepare, 64, device).softmax(1) for v in views(images).values()])
-    return probs.mean(0).clamp_min(1e-12).log()
+    return mean_of_probabilities([predict_logits(forward, v, prepare, 64, device) for v in views(images).values()])
+
+
+def mean_of_probabilities(answers: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Several answers' logits joined into one: the mean of their probabilities, returned as logits.
+
+    Averaging probabilities keeps what the answers agree on (TTA's views, an ensemble's members);
+    returning the log of that mean keeps the result a logit, so every caller downstream (softmax,
+    thresholds, temperature) takes it as it takes one model's answer.
+    """
+    probs = torch.stack([a.float().softmax(1) for a in answers]).mean(0)
+    return probs.clamp_min(1e-12).log()
 
 
 def head_inputs(

@@ -20,7 +20,7 @@ from .config import RunRecord, TrainConfig
 from .data import loading
 from .data.copies import fingerprint, in_two_classes
 from .data.loading import DataLike, choose_validation, data_folder, describe, left_out_of, load_data
-from .devices import resolve_device, resolve_precision
+from .devices import emulated_bf16_note, resolve_device, resolve_precision
 from .errors import XrayError
 from .inference import apply_normalization
 from .interfaces import Backbone, Strategy, XrayData
@@ -92,6 +92,9 @@ def train(
         log.append(text)
         cb.message(text)
 
+    slower = emulated_bf16_note(precision_used, resolve_device(config.device))
+    if slower:
+        note(slower)
     skipped: list[str] = []
 
     def on_skip(message: str) -> None:
