@@ -81,7 +81,8 @@ def train(
     strategy, bb = plugins.strategy(config.task), plugins.backbone(config.backbone)
     config = config.with_task_defaults(strategy.weights, strategy.lr)  # the numbers config.json records
     check_device(config.device)
-    precision_used = resolve_precision(config.precision, resolve_device(config.device))  # refused before loading
+    device = resolve_device(config.device)
+    precision_used = resolve_precision(config.precision, device)  # refused before loading
     if out is not None:
         check_out(Path(out))  # before minutes of loading: a folder in use, or a file in the way
         refuse_inside(out, [data_folder(data)])
@@ -92,7 +93,7 @@ def train(
         log.append(text)
         cb.message(text)
 
-    slower = emulated_bf16_note(precision_used, resolve_device(config.device))
+    slower = emulated_bf16_note(precision_used, device)
     if slower:
         note(slower)
     skipped: list[str] = []
@@ -111,9 +112,7 @@ def train(
     for warning in warnings:
         note(warning)
 
-    device_used = distributed.setup(
-        resolve_device(config.device)
-    )  # under torchrun: join the others (rank 0 names the folder)
+    device_used = distributed.setup(device)  # under torchrun: join the others (rank 0 names the folder)
     default = Path("runs") / distributed.rank0_value(f"{task}-{datetime.now():%Y%m%d-%H%M%S}")
     run_dir = Path(out) if out is not None else default
     check_out(run_dir)
